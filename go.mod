@@ -1,0 +1,8 @@
+module github.com/waage/waage
+
+go 1.26.8
+
+require (
+	github.com/coder/websocket v1.8.15
+	go.yaml.in/yaml/v3 v3.0.6
+)

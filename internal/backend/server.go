@@ -1,0 +1,200 @@
+// Package backend holds the live state of upstream servers: health, administrative state, weight,
+// in-flight count, latency and counters. State lives outside the configuration, keyed by identity
+// (backend name, server name, address), so a reload keeps it. Everything read on the hot path is an
+// atomic, so balancers read it without locks.
+package backend
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is a server's administrative state, set by config or by an operator.
+type State int32
+
+const (
+	// Ready servers take new traffic.
+	Ready State = iota
+	// Drain servers take no new traffic except sessions already pinned to them (sticky cookies);
+	// open connections finish.
+	Drain
+	// Maintenance servers take no traffic at all.
+	Maintenance
+)
+
+// String returns the config spelling of the state.
+func (s State) String() string {
+	switch s {
+	case Ready:
+		return "ready"
+	case Drain:
+		return "drain"
+	case Maintenance:
+		return "maintenance"
+	}
+	return fmt.Sprintf("state(%d)", int32(s))
+}
+
+// ParseState reads the config spelling; the empty string is Ready.
+func ParseState(s string) (State, error) {
+	switch s {
+	case "", "ready":
+		return Ready, nil
+	case "drain":
+		return Drain, nil
+	case "maintenance":
+		return Maintenance, nil
+	}
+	return Ready, fmt.Errorf("unknown server state %q (want ready, drain or maintenance)", s)
+}
+
+// Key is a server's identity across reloads.
+type Key struct {
+	Backend, Name, Address string
+}
+
+// Server is one upstream server's live state. Create it with Registry.Server so reloads share it.
+type Server struct {
+	Key
+	// Backup servers are used only when no primary server is usable.
+	Backup bool
+
+	weight   atomic.Int32
+	state    atomic.Int32
+	down     atomic.Bool // inverted so the zero value is healthy
+	inflight atomic.Int64
+	ewma     atomic.Int64 // latency EWMA in nanoseconds; 0 = no sample yet
+
+	// Requests counts requests or connections sent to the server.
+	Requests atomic.Uint64
+	// Failures counts failed attempts (connect errors, resets, timeouts, bad responses).
+	Failures atomic.Uint64
+}
+
+// NewServer returns a healthy, ready server with weight 1. Tests and tools use it directly; the
+// runtime goes through a Registry.
+func NewServer(backend, name, address string) *Server {
+	s := &Server{Key: Key{Backend: backend, Name: name, Address: address}}
+	s.weight.Store(1)
+	return s
+}
+
+// String names the server as backend/name.
+func (s *Server) String() string { return s.Backend + "/" + s.Name }
+
+// Weight is the configured (or operator-set) weight; 0 means no new traffic.
+func (s *Server) Weight() int { return int(s.weight.Load()) }
+
+// SetWeight changes the weight; negative values are clamped to 0 and values above MaxInt32 to
+// MaxInt32 (rather than wrapping to a negative or zero weight).
+func (s *Server) SetWeight(w int) {
+	if w < 0 {
+		w = 0
+	}
+	if w > math.MaxInt32 {
+		w = math.MaxInt32
+	}
+	s.weight.Store(int32(w))
+}
+
+// State is the administrative state.
+func (s *Server) State() State { return State(s.state.Load()) }
+
+// SetState changes the administrative state.
+func (s *Server) SetState(st State) { s.state.Store(int32(st)) }
+
+// Healthy reports the health checkers' verdict (true until a checker says otherwise).
+func (s *Server) Healthy() bool { return !s.down.Load() }
+
+// SetHealthy is how health checkers publish their verdict.
+func (s *Server) SetHealthy(ok bool) { s.down.Store(!ok) }
+
+// Usable reports whether the server may take new, unpinned traffic: healthy, ready, weight > 0.
+func (s *Server) Usable() bool {
+	return !s.down.Load() && State(s.state.Load()) == Ready && s.weight.Load() > 0
+}
+
+// AcceptsPinned reports whether a session already pinned to the server (sticky cookie) may still go
+// there: healthy and not in maintenance. Draining servers keep their pinned sessions.
+func (s *Server) AcceptsPinned() bool {
+	return !s.down.Load() && State(s.state.Load()) != Maintenance
+}
+
+// InFlight is the number of requests or connections currently using the server.
+func (s *Server) InFlight() int64 { return s.inflight.Load() }
+
+// Acquire counts a request or connection as started.
+func (s *Server) Acquire() {
+	s.inflight.Add(1)
+	s.Requests.Add(1)
+}
+
+// Release counts a request or connection as finished.
+func (s *Server) Release() { s.inflight.Add(-1) }
+
+// ewmaShift sets the share a new latency sample gets in the moving average (1/8, as TCP's SRTT).
+const ewmaShift = 3
+
+// ObserveLatency feeds one latency sample (time to the response head, or to connect for L4) into
+// the moving average used by least_response_time.
+func (s *Server) ObserveLatency(d time.Duration) {
+	n := int64(d)
+	if n <= 0 {
+		n = 1
+	}
+	for {
+		old := s.ewma.Load()
+		var v int64
+		if old == 0 {
+			v = n
+		} else {
+			v = old + (n-old)>>ewmaShift
+			if v <= 0 {
+				v = 1
+			}
+		}
+		if s.ewma.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// Latency is the moving average of observed latency; 0 before the first sample.
+func (s *Server) Latency() time.Duration { return time.Duration(s.ewma.Load()) }
+
+// Registry hands out Servers by identity so that a reload finds the state of servers it already
+// knew. It is safe for concurrent use.
+type Registry struct {
+	mu sync.Mutex
+	m  map[Key]*Server
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{m: make(map[Key]*Server)} }
+
+// Server returns the server with this identity, creating a healthy, ready one with weight 1 when it
+// is new. The caller applies the configured weight and state only to new servers (Fresh tells).
+func (r *Registry) Server(k Key) (s *Server, fresh bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.m[k]; ok {
+		return s, false
+	}
+	s = NewServer(k.Backend, k.Name, k.Address)
+	r.m[k] = s
+	return s, true
+}
+
+// Retain forgets every server whose key is not in keep, after a reload removed them.
+func (r *Registry) Retain(keep map[Key]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.m {
+		if !keep[k] {
+			delete(r.m, k)
+		}
+	}
+}

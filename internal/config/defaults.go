@@ -1,0 +1,91 @@
+package config
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The documented defaults. They are filled in by ApplyDefaults rather than read through accessors so
+// that the admin API and `waage validate` can show the effective configuration as it runs.
+const (
+	defaultLogLevel        = "info"
+	defaultLogFormat       = "text"
+	defaultAccess          = "stdout"
+	defaultAccessFormat    = "combined"
+	defaultMode            = "http"
+	defaultClientHeader    = 10 * time.Second
+	defaultClientIdle      = 60 * time.Second
+	defaultTunnel          = time.Hour
+	defaultAlgorithm       = "round_robin"
+	defaultHashKey         = "uri"
+	defaultWeight          = 1
+	defaultState           = "ready"
+	defaultConnectTimeout  = 5 * time.Second
+	defaultResponseTimeout = 60 * time.Second
+	defaultPoolMaxIdle     = 64
+	defaultPoolIdleTimeout = 30 * time.Second
+)
+
+// ApplyDefaults fills every field the file left empty with its documented default, and normalises
+// match hosts to lower case (Host and SNI compare case-insensitively). Load and Parse call it after
+// validation succeeds; code that builds a Config itself (the Kubernetes provider) calls it too, so
+// downstream packages never need to know a default. It is idempotent.
+//
+// The defaults: log level info, format text, access stdout, access_format combined; frontend mode
+// http, timeouts client_header 10s, client_idle 60s and tunnel 1h; route name "route<index>"; backend algorithm
+// round_robin, hash_key uri when the algorithm is hash, timeouts connect 5s and response 60s, pool
+// max_idle 64 (also for 0; -1 stays and disables pooling) and idle_timeout 30s; server name = its
+// address, weight 1, state ready.
+func (c *Config) ApplyDefaults() {
+	orDefault(&c.Log.Level, defaultLogLevel)
+	orDefault(&c.Log.Format, defaultLogFormat)
+	orDefault(&c.Log.Access, defaultAccess)
+	orDefault(&c.Log.AccessFormat, defaultAccessFormat)
+	for i := range c.Frontends {
+		f := &c.Frontends[i]
+		orDefault(&f.Mode, defaultMode)
+		orDefault(&f.Timeouts.ClientHeader, Duration(defaultClientHeader))
+		orDefault(&f.Timeouts.ClientIdle, Duration(defaultClientIdle))
+		orDefault(&f.Timeouts.Tunnel, Duration(defaultTunnel))
+		for j := range f.Routes {
+			r := &f.Routes[j]
+			orDefault(&r.Name, defaultRouteName(j))
+			for k, h := range r.Match.Host {
+				r.Match.Host[k] = strings.ToLower(h)
+			}
+		}
+	}
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		orDefault(&b.Algorithm, defaultAlgorithm)
+		if b.Algorithm == "hash" {
+			orDefault(&b.HashKey, defaultHashKey)
+		}
+		orDefault(&b.Timeouts.Connect, Duration(defaultConnectTimeout))
+		orDefault(&b.Timeouts.Response, Duration(defaultResponseTimeout))
+		orDefault(&b.Pool.MaxIdle, defaultPoolMaxIdle)
+		orDefault(&b.Pool.IdleTimeout, Duration(defaultPoolIdleTimeout))
+		for k := range b.Servers {
+			s := &b.Servers[k]
+			orDefault(&s.Name, s.Address)
+			orDefault(&s.State, defaultState)
+			if s.Weight == nil {
+				w := defaultWeight
+				s.Weight = &w
+			}
+		}
+	}
+}
+
+// orDefault sets *p to def if *p is the zero value.
+func orDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+// defaultRouteName is the name of the unnamed route at index j, so that metrics and logs can still
+// tell routes apart.
+func defaultRouteName(j int) string { return "route" + strconv.Itoa(j) }

@@ -1,0 +1,184 @@
+// Package config holds waage's YAML schema as Go types, the strict loader that turns a file into them,
+// and the validation that reports every problem at once as file:line:col: field.path: message.
+//
+// The key names are the public interface (see docs/configuration.md): extend them, never rename them.
+// Load applies the documented defaults, so code downstream sees concrete values and the admin API can
+// show the effective configuration.
+package config
+
+import "time"
+
+// Config is one whole waage configuration file.
+type Config struct {
+	Admin     Admin      `yaml:"admin"`
+	Log       Log        `yaml:"log"`
+	Frontends []Frontend `yaml:"frontends"`
+	Backends  []Backend  `yaml:"backends"`
+
+	// File is the path the configuration was loaded from; it prefixes error messages.
+	File string `yaml:"-"`
+}
+
+// Admin configures the admin API, dashboard and metrics listener.
+type Admin struct {
+	// Listen is host:port; empty disables the admin listener.
+	Listen string `yaml:"listen"`
+	// Token is the bearer token required for changes.
+	Token string `yaml:"token"`
+}
+
+// Log configures the process log and the access log.
+type Log struct {
+	Level        string `yaml:"level"`         // debug | info | warn | error; default info
+	Format       string `yaml:"format"`        // text | json; default text
+	Access       string `yaml:"access"`        // stdout | off | a file path; default stdout
+	AccessFormat string `yaml:"access_format"` // combined | json; default combined
+}
+
+// Frontend is one set of listeners with one protocol mode.
+type Frontend struct {
+	Name   string   `yaml:"name"`
+	Mode   string   `yaml:"mode"` // http (default) | tcp | udp
+	Listen []string `yaml:"listen"`
+	// Routes are tried in order; the first whose match holds wins.
+	Routes []Route `yaml:"routes"`
+	// DefaultBackend serves requests that no route matched; without it they get 404.
+	DefaultBackend string `yaml:"default_backend"`
+	// Backend is the single backend of a tcp or udp frontend without routes.
+	Backend  string           `yaml:"backend"`
+	Timeouts FrontendTimeouts `yaml:"timeouts"`
+}
+
+// FrontendTimeouts bound how long waage waits for clients.
+type FrontendTimeouts struct {
+	// ClientHeader bounds reading one whole request head; default 10s. Exceeded: 408 and close.
+	ClientHeader Duration `yaml:"client_header"`
+	// ClientIdle bounds a keep-alive connection's wait for its next request, and the gaps while a
+	// request body streams in; default 60s.
+	ClientIdle Duration `yaml:"client_idle"`
+	// Tunnel bounds inactivity (no byte either way) on upgraded connections such as WebSockets;
+	// default 1h.
+	Tunnel Duration `yaml:"tunnel"`
+}
+
+// Route sends matching requests to a backend and may rewrite them on the way.
+type Route struct {
+	Name    string `yaml:"name"`
+	Match   Match  `yaml:"match"`
+	Backend string `yaml:"backend"`
+	// StripPrefix removes this prefix from the forwarded path (after normalisation).
+	StripPrefix string `yaml:"strip_prefix"`
+	// RequestHeaders change the request before it goes upstream; set Host here to replace the
+	// original Host header, which is otherwise kept.
+	RequestHeaders HeaderOps `yaml:"request_headers"`
+	// ResponseHeaders change the response before it goes to the client.
+	ResponseHeaders HeaderOps `yaml:"response_headers"`
+}
+
+// Match lists conditions that must all hold. An empty Match matches everything.
+type Match struct {
+	// Host is one name or a list: exact (api.example.com) or a wildcard (*.example.com).
+	Host StringList `yaml:"host"`
+	// Path matches the normalised path exactly.
+	Path string `yaml:"path"`
+	// PathPrefix matches the normalised path by prefix.
+	PathPrefix string `yaml:"path_prefix"`
+	// PathRegex is an RE2 regular expression matched against the normalised path.
+	PathRegex string `yaml:"path_regex"`
+	// Methods lists allowed request methods (upper case).
+	Methods []string `yaml:"methods"`
+	// Headers: each named header must have this exact value, or match "~regex".
+	Headers StringMap `yaml:"headers"`
+	// Cookies: each named cookie must have this exact value, or match "~regex".
+	Cookies StringMap `yaml:"cookies"`
+	// UserAgent is an exact value or "~regex" for the User-Agent header.
+	UserAgent string `yaml:"user_agent"`
+	// Query: each named query parameter must have this exact value, or match "~regex".
+	Query StringMap `yaml:"query"`
+	// Source lists client CIDRs (or single addresses).
+	Source []string `yaml:"source"`
+}
+
+// HeaderOps sets, adds and removes header fields. Remove runs first, then Set, then Add.
+type HeaderOps struct {
+	Set    StringMap `yaml:"set"`
+	Add    StringMap `yaml:"add"`
+	Remove []string  `yaml:"remove"`
+}
+
+// Backend is a named group of servers and how to balance over them.
+type Backend struct {
+	Name string `yaml:"name"`
+	// Algorithm: round_robin (default) | weighted_round_robin | least_connections | source_ip_hash |
+	// random_two_choices | least_response_time | hash.
+	Algorithm string `yaml:"algorithm"`
+	// HashKey is what algorithm hash hashes: uri (default) | header:NAME | cookie:NAME.
+	HashKey  string          `yaml:"hash_key"`
+	Servers  []Server        `yaml:"servers"`
+	Sticky   *Sticky         `yaml:"sticky"`
+	Timeouts BackendTimeouts `yaml:"timeouts"`
+	Pool     Pool            `yaml:"pool"`
+}
+
+// Sticky pins a client to one server with a cookie that waage sets.
+type Sticky struct {
+	Cookie string `yaml:"cookie"`
+}
+
+// BackendTimeouts bound how long waage waits for servers.
+type BackendTimeouts struct {
+	// Connect bounds one TCP connect to a server; default 5s.
+	Connect Duration `yaml:"connect"`
+	// Response bounds the wait for the response head after the request was sent, and each gap while
+	// the response body streams; default 60s. Exceeded before the head: 504.
+	Response Duration `yaml:"response"`
+}
+
+// Pool configures the idle keep-alive connections kept to each server.
+type Pool struct {
+	// MaxIdle is the number of idle connections kept per server; default 64; 0 is replaced by the
+	// default, -1 disables pooling.
+	MaxIdle int `yaml:"max_idle"`
+	// IdleTimeout closes pooled connections idle longer than this; default 30s (below common server
+	// keep-alive timeouts so waage closes first).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+}
+
+// Server is one upstream address.
+type Server struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"`
+	// Weight defaults to 1; 0 means no new traffic.
+	Weight *int `yaml:"weight"`
+	// State is the administrative state: ready (default) | drain | maintenance.
+	State string `yaml:"state"`
+	// Backup servers take traffic only when no primary server is usable.
+	Backup bool `yaml:"backup"`
+}
+
+// WeightOr returns the server's weight, or def when none was given.
+func (s Server) WeightOr(def int) int {
+	if s.Weight == nil {
+		return def
+	}
+	return *s.Weight
+}
+
+// Duration is a time.Duration written as a Go duration string ("500ms", "2s") in YAML.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// StringList is a YAML scalar or a sequence of scalars.
+type StringList []string
+
+// KV is one entry of a StringMap.
+type KV struct {
+	Key   string
+	Value string
+}
+
+// StringMap is a YAML mapping of strings to strings that keeps the file's order, so header
+// operations apply in the order written.
+type StringMap []KV

@@ -1,0 +1,231 @@
+package l7
+
+import (
+	"bufio"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// AccessLog writes one line per request in the combined (NCSA) or JSON format. Lines are buffered
+// and flushed every 200ms or when the buffer fills, so logging costs no syscall per request.
+type AccessLog struct {
+	json bool
+	mu   sync.Mutex
+	w    *bufio.Writer
+	out  io.Writer
+	stop chan struct{}
+	done chan struct{}
+}
+
+// NewAccessLog starts an access log writing to out; format is "combined" or "json".
+func NewAccessLog(out io.Writer, format string) *AccessLog {
+	l := &AccessLog{
+		json: format == "json",
+		w:    bufio.NewWriterSize(out, 64<<10),
+		out:  out,
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go l.flusher()
+	return l
+}
+
+func (l *AccessLog) flusher() {
+	defer close(l.done)
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			l.mu.Lock()
+			l.w.Flush()
+			l.mu.Unlock()
+			return
+		case <-t.C:
+			l.mu.Lock()
+			l.w.Flush()
+			l.mu.Unlock()
+		}
+	}
+}
+
+// Close flushes and stops the log. It does not close the underlying writer.
+func (l *AccessLog) Close() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	<-l.done
+}
+
+// accessEntry is one request's log record. Byte fields are copies owned by the entry.
+type accessEntry struct {
+	start     time.Time
+	client    []byte
+	method    []byte
+	target    []byte
+	minor     int
+	status    int
+	bytes     int64
+	referer   []byte
+	userAgent []byte
+	frontend  string
+	route     string
+	backend   string
+	server    string
+	host      []byte
+	duration  time.Duration
+	scratch   []byte
+}
+
+func (e *accessEntry) reset() {
+	e.client, e.method, e.target, e.referer, e.userAgent, e.host = nil, nil, nil, nil, nil, nil
+	e.status, e.bytes, e.minor = 0, 0, 1
+	e.route, e.backend, e.server = "", "", ""
+	e.scratch = e.scratch[:0]
+}
+
+// keep copies b into the entry's scratch space so it outlives the read buffer.
+func (e *accessEntry) keep(b []byte) []byte {
+	s := len(e.scratch)
+	e.scratch = append(e.scratch, b...)
+	return e.scratch[s:len(e.scratch):len(e.scratch)]
+}
+
+// write formats and buffers the entry.
+func (l *AccessLog) write(e *accessEntry) {
+	bp := smallBufs.Get().(*[]byte)
+	b := (*bp)[:0]
+	if l.json {
+		b = e.appendJSON(b)
+	} else {
+		b = e.appendCombined(b)
+	}
+	b = append(b, '\n')
+	l.mu.Lock()
+	l.w.Write(b)
+	l.mu.Unlock()
+	if cap(b) == smallBufSize {
+		*bp = b[:cap(b)]
+		smallBufs.Put(bp)
+	}
+}
+
+func (e *accessEntry) appendCombined(b []byte) []byte {
+	b = appendOr(b, e.client, "-")
+	b = append(b, " - - ["...)
+	b = e.start.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = append(b, "] \""...)
+	b = appendEscaped(b, e.method)
+	b = append(b, ' ')
+	b = appendEscaped(b, e.target)
+	b = append(b, " HTTP/1."...)
+	b = strconv.AppendInt(b, int64(e.minor), 10)
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = append(b, ' ')
+	if e.bytes > 0 {
+		b = strconv.AppendInt(b, e.bytes, 10)
+	} else {
+		b = append(b, '-')
+	}
+	b = append(b, " \""...)
+	b = appendEscapedOr(b, e.referer)
+	b = append(b, "\" \""...)
+	b = appendEscapedOr(b, e.userAgent)
+	b = append(b, '"')
+	return b
+}
+
+func (e *accessEntry) appendJSON(b []byte) []byte {
+	b = append(b, `{"time":"`...)
+	b = e.start.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","client":`...)
+	b = appendJSONString(b, e.client)
+	b = append(b, `,"frontend":`...)
+	b = appendJSONString(b, []byte(e.frontend))
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, e.method)
+	b = append(b, `,"host":`...)
+	b = appendJSONString(b, e.host)
+	b = append(b, `,"uri":`...)
+	b = appendJSONString(b, e.target)
+	b = append(b, `,"proto":"HTTP/1.`...)
+	b = strconv.AppendInt(b, int64(e.minor), 10)
+	b = append(b, `","status":`...)
+	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, e.bytes, 10)
+	b = append(b, `,"route":`...)
+	b = appendJSONString(b, []byte(e.route))
+	b = append(b, `,"backend":`...)
+	b = appendJSONString(b, []byte(e.backend))
+	b = append(b, `,"server":`...)
+	b = appendJSONString(b, []byte(e.server))
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(e.duration.Microseconds())/1000, 'f', 3, 64)
+	b = append(b, `,"referer":`...)
+	b = appendJSONString(b, e.referer)
+	b = append(b, `,"user_agent":`...)
+	b = appendJSONString(b, e.userAgent)
+	b = append(b, '}')
+	return b
+}
+
+func appendOr(b, v []byte, def string) []byte {
+	if len(v) == 0 {
+		return append(b, def...)
+	}
+	return append(b, v...)
+}
+
+func appendEscapedOr(b, v []byte) []byte {
+	if len(v) == 0 {
+		return append(b, '-')
+	}
+	return appendEscaped(b, v)
+}
+
+// appendEscaped writes v with quotes, backslashes and non-printable bytes escaped as \xHH, the way
+// nginx escapes log fields, so a client cannot forge log lines.
+func appendEscaped(b, v []byte) []byte {
+	for _, c := range v {
+		if c == '"' || c == '\\' || c < ' ' || c >= 0x7f {
+			b = append(b, '\\', 'x', upperHex[c>>4], upperHex[c&15])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+func appendJSONString(b, v []byte) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < ' ' || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', upperHex[c>>4], upperHex[c&15])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(v[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, v[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,276 @@
+package l7
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"time"
+)
+
+// spliceChunk is how many bytes one zero-copy transfer moves before deadlines are refreshed; it
+// bounds how slow a peer may be (timeout / spliceChunk) before an inactivity timeout cuts it.
+const spliceChunk = 128 << 10
+
+// spliceMin is the remaining size above which a body bypasses the buffers and moves with the
+// kernel's splice (net.TCPConn.ReadFrom) instead.
+const spliceMin = 32 << 10
+
+// errPeerRead marks a failure reading from the sending side (as opposed to writing to the receiver)
+// so the proxy can blame the right peer.
+type errPeerRead struct{ err error }
+
+func (e errPeerRead) Error() string { return "read: " + e.err.Error() }
+func (e errPeerRead) Unwrap() error { return e.err }
+
+// pipe moves a body from src (a buffered connection) to dst through dw (dst's buffered writer).
+type pipe struct {
+	src     *reader
+	dst     net.Conn
+	dw      *bufio.Writer
+	timeout time.Duration // inactivity bound for reads and writes during large transfers
+	n       int64         // bytes written so far
+}
+
+// copyN moves exactly n bytes. Small amounts go through the buffers; large ones are spliced.
+func (p *pipe) copyN(n int64) error {
+	for n > 0 {
+		if b := p.src.buffered(); b > 0 {
+			k := int64(b)
+			if k > n {
+				k = n
+			}
+			buf := (*p.src.bp)[p.src.r : p.src.r+int(k)]
+			if _, err := p.dw.Write(buf); err != nil {
+				return err
+			}
+			p.src.r += int(k)
+			p.n += k
+			n -= k
+			continue
+		}
+		if n >= spliceMin {
+			if err := p.dw.Flush(); err != nil {
+				return err
+			}
+			k, err := p.splice(n)
+			p.n += k
+			n -= k
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		p.refresh()
+		if err := p.src.fill(maxHeadBytes); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return errPeerRead{err}
+		}
+	}
+	return nil
+}
+
+// copyToEOF moves everything until the sender closes (responses without framing).
+func (p *pipe) copyToEOF() error {
+	for {
+		if b := p.src.buffered(); b > 0 {
+			if _, err := p.dw.Write((*p.src.bp)[p.src.r:p.src.w]); err != nil {
+				return err
+			}
+			p.src.r = p.src.w
+			p.n += int64(b)
+		}
+		if err := p.dw.Flush(); err != nil {
+			return err
+		}
+		k, err := p.splice(1 << 62)
+		p.n += k
+		if err != nil {
+			var pe errPeerRead
+			if errors.As(err, &pe) && pe.err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		if k == 0 {
+			return nil
+		}
+	}
+}
+
+// splice moves up to n bytes straight from the source connection, one chunk at a time so that
+// deadlines can be refreshed. It returns early (k < n, nil error) only at EOF.
+func (p *pipe) splice(n int64) (int64, error) {
+	var total int64
+	for n > 0 {
+		p.refresh()
+		c := n
+		if c > spliceChunk {
+			c = spliceChunk
+		}
+		lr := &io.LimitedReader{R: p.src.conn, N: c}
+		var k int64
+		var err error
+		if rf, ok := p.dst.(io.ReaderFrom); ok {
+			k, err = rf.ReadFrom(lr)
+		} else {
+			bp := copyBufs.Get().(*[]byte)
+			k, err = io.CopyBuffer(p.dst, lr, *bp)
+			copyBufs.Put(bp)
+		}
+		total += k
+		n -= k
+		if err != nil {
+			return total, err
+		}
+		if k < c {
+			// The limit was not reached: the source hit EOF.
+			return total, errPeerRead{io.EOF}
+		}
+	}
+	return total, nil
+}
+
+func (p *pipe) refresh() {
+	if p.timeout > 0 {
+		d := time.Now().Add(p.timeout)
+		p.src.conn.SetReadDeadline(d)
+		p.dst.SetWriteDeadline(d)
+	}
+}
+
+// maxChunkLine bounds a chunk-size line including extensions.
+const maxChunkLine = 4096
+
+// copyChunked reads a chunked body from src and writes it to dst: re-framed as chunked (extensions
+// dropped, trailers kept) when rechunk is set, or de-chunked for HTTP/1.0 receivers. Framing is
+// checked strictly (hex size, CRLF everywhere, no bare LF) so no ambiguity passes downstream.
+func (p *pipe) copyChunked(rechunk bool) error {
+	var sizeBuf [20]byte
+	for {
+		line, err := p.src.readLine(maxChunkLine)
+		if err != nil {
+			return chunkErr(err)
+		}
+		size, ok := parseChunkSize(line)
+		if !ok {
+			return bad("invalid chunk size")
+		}
+		if size == 0 {
+			break
+		}
+		if rechunk {
+			b := strconv.AppendInt(sizeBuf[:0], size, 16)
+			b = append(b, '\r', '\n')
+			if _, err := p.dw.Write(b); err != nil {
+				return err
+			}
+		}
+		if err := p.copyN(size); err != nil {
+			return err
+		}
+		line, err = p.src.readLine(2)
+		if err != nil || len(line) != 0 {
+			return bad("chunk data not followed by CRLF")
+		}
+		if rechunk {
+			if _, err := p.dw.WriteString("\r\n"); err != nil {
+				return err
+			}
+		}
+	}
+	if rechunk {
+		if _, err := p.dw.WriteString("0\r\n"); err != nil {
+			return err
+		}
+	}
+	// Trailer section: fields until an empty line.
+	total := 0
+	for {
+		line, err := p.src.readLine(maxChunkLine * 2)
+		if err != nil {
+			return chunkErr(err)
+		}
+		if len(line) == 0 {
+			break
+		}
+		total += len(line)
+		if total > maxHeadBytes {
+			return bad("trailer section too large")
+		}
+		colon := -1
+		for i, c := range line {
+			if c == ':' {
+				colon = i
+				break
+			}
+		}
+		if colon <= 0 || !isToken(line[:colon]) {
+			return bad("malformed trailer field")
+		}
+		for _, c := range line[colon+1:] {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return bad("invalid character in trailer field")
+			}
+		}
+		if rechunk {
+			p.dw.Write(line)
+			p.dw.WriteString("\r\n")
+		}
+	}
+	if rechunk {
+		if _, err := p.dw.WriteString("\r\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func chunkErr(err error) error {
+	switch err {
+	case errBareLF:
+		return bad("chunk line not terminated by CRLF")
+	case errHeadTooLarge:
+		return bad("chunk line too long")
+	}
+	return errPeerRead{err}
+}
+
+// parseChunkSize reads "hex[;ext]" (RFC 9112 7.1). Extensions are checked for control characters
+// and then ignored; whitespace before them is tolerated as the RFC's BWS.
+func parseChunkSize(line []byte) (int64, bool) {
+	var n int64
+	i := 0
+	for ; i < len(line); i++ {
+		c := line[i]
+		if !isHex(c) {
+			break
+		}
+		if i >= 15 {
+			return 0, false
+		}
+		n = n<<4 | int64(unhex(c))
+	}
+	if i == 0 {
+		return 0, false
+	}
+	rest := line[i:]
+	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
+		rest = rest[1:]
+	}
+	if len(rest) == 0 {
+		return n, true
+	}
+	if rest[0] != ';' {
+		return 0, false
+	}
+	for _, c := range rest {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return 0, false
+		}
+	}
+	return n, true
+}

@@ -1,0 +1,344 @@
+// Package l7 is waage's HTTP/1.1 data path: a strict request parser, the router and its matchers,
+// header rewriting, and the proxy loop that moves requests and bodies between clients and pooled
+// server connections.
+//
+// The hot path is hand-written rather than net/http + httputil.ReverseProxy, which measured at
+// about a third of HAProxy's throughput on the same machine: one goroutine per client connection
+// parses heads in place (no per-request allocation), forwards over pooled keep-alive connections,
+// and moves large bodies with splice. Idle connections give their buffers back to a pool.
+package l7
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Handler is one HTTP frontend's compiled, immutable configuration. A reload builds a new Handler
+// and swaps it into the Server; requests already running finish on the one they started with.
+type Handler struct {
+	Name   string
+	Router *Router
+	// HeaderTimeout bounds reading a request head once its first byte arrived (408 after).
+	HeaderTimeout time.Duration
+	// IdleTimeout bounds the wait for the next request on a keep-alive connection, and each gap
+	// while a request body streams in or a response streams out to the client.
+	IdleTimeout time.Duration
+	// TunnelTimeout bounds inactivity on upgraded (WebSocket) connections.
+	TunnelTimeout time.Duration
+	// MaxHeaderBytes bounds a request head (431 beyond it).
+	MaxHeaderBytes int
+	// Scheme is "http" or "https", for X-Forwarded-Proto and Forwarded.
+	Scheme string
+	// AccessLog receives one entry per request; nil disables it.
+	AccessLog *AccessLog
+	// Logger receives errors (upstream failures, bad requests at debug level).
+	Logger *slog.Logger
+}
+
+func (h *Handler) headerTimeout() time.Duration {
+	if h.HeaderTimeout > 0 {
+		return h.HeaderTimeout
+	}
+	return 10 * time.Second
+}
+
+func (h *Handler) idleTimeout() time.Duration {
+	if h.IdleTimeout > 0 {
+		return h.IdleTimeout
+	}
+	return 60 * time.Second
+}
+
+func (h *Handler) tunnelTimeout() time.Duration {
+	if h.TunnelTimeout > 0 {
+		return h.TunnelTimeout
+	}
+	return time.Hour
+}
+
+func (h *Handler) maxHeader() int {
+	if h.MaxHeaderBytes > 0 && h.MaxHeaderBytes <= maxHeadBytes {
+		return h.MaxHeaderBytes
+	}
+	return maxHeadBytes
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.Default()
+}
+
+// Stats are a frontend's request counters.
+type Stats struct {
+	Connections atomic.Int64 // open client connections
+	Requests    atomic.Uint64
+	Status      [6]atomic.Uint64 // by class: index 1 = 1xx ... 5 = 5xx
+}
+
+// Server serves HTTP/1.1 client connections for one frontend.
+type Server struct {
+	h     atomic.Pointer[Handler]
+	Stats Stats
+
+	mu        sync.Mutex
+	conns     map[*clientConn]struct{}
+	listeners map[net.Listener]struct{}
+	closing   atomic.Bool
+	wg        sync.WaitGroup
+}
+
+// NewServer returns a server that uses h until SetHandler replaces it.
+func NewServer(h *Handler) *Server {
+	s := &Server{conns: make(map[*clientConn]struct{}), listeners: make(map[net.Listener]struct{})}
+	s.h.Store(h)
+	return s
+}
+
+// SetHandler swaps the configuration; the next request on every connection uses it.
+func (s *Server) SetHandler(h *Handler) { s.h.Store(h) }
+
+// Handler returns the current configuration.
+func (s *Server) Handler() *Handler { return s.h.Load() }
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("l7: server closed")
+
+// Serve accepts connections on ln until the listener fails or Shutdown is called.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: back off instead of spinning.
+				if backoff == 0 {
+					backoff = 5 * time.Millisecond
+				} else if backoff < time.Second {
+					backoff *= 2
+				}
+				s.h.Load().logger().Warn("accept failed; retrying", "frontend", s.h.Load().Name, "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.ServeConn(c)
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// ServeConn serves one accepted connection in its own goroutine.
+func (s *Server) ServeConn(c net.Conn) {
+	cc := &clientConn{s: s, c: c}
+	cc.rd.conn = c
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		cc.remote = ap.Addr().Unmap()
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	s.conns[cc] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.Stats.Connections.Add(1)
+	go cc.serve()
+}
+
+// Shutdown stops accepting, closes idle connections, lets requests in flight finish and closes
+// their connections after them. When ctx ends first, the remaining connections are closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		for cc := range s.conns {
+			if !cc.busy.Load() {
+				cc.c.SetReadDeadline(time.Now()) // wake the idle wait
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			s.mu.Lock()
+			for cc := range s.conns {
+				cc.c.Close()
+			}
+			s.mu.Unlock()
+			<-done
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// clientConn is one client connection. Its buffers are held only while a request is in progress
+// or arrives; a connection idle for longer than idleGrace holds none.
+type clientConn struct {
+	s      *Server
+	c      net.Conn
+	rd     reader
+	bw     *bufio.Writer
+	remote netip.Addr
+	one    [1]byte
+	wdl    time.Time // write deadline currently set
+	busy   atomic.Bool
+}
+
+// idleGrace is how long an idle keep-alive connection keeps its buffers before giving them back.
+const idleGrace = time.Second
+
+var clientWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
+func (cc *clientConn) writer() *bufio.Writer {
+	if cc.bw == nil {
+		cc.bw = clientWriters.Get().(*bufio.Writer)
+		cc.bw.Reset(cc.c)
+	}
+	return cc.bw
+}
+
+func (cc *clientConn) releaseWriter() {
+	if cc.bw != nil && cc.bw.Buffered() == 0 {
+		cc.bw.Reset(nil)
+		clientWriters.Put(cc.bw)
+		cc.bw = nil
+	}
+}
+
+// armWrite sets the write deadline to idle from now, lazily: only when less than half of it is left,
+// which saves a timer update per request on busy connections.
+func (cc *clientConn) armWrite(now time.Time, idle time.Duration) {
+	if cc.wdl.Sub(now) < idle/2 {
+		cc.wdl = now.Add(idle)
+		cc.c.SetWriteDeadline(cc.wdl)
+	}
+}
+
+func (cc *clientConn) serve() {
+	defer cc.close()
+	for {
+		h := cc.s.h.Load()
+		if !cc.awaitRequest(h) {
+			return
+		}
+		ex := exchanges.Get().(*exchange)
+		keep := cc.handle(h, ex)
+		ex.clear()
+		exchanges.Put(ex)
+		if !keep || cc.s.closing.Load() {
+			return
+		}
+	}
+}
+
+func (cc *clientConn) close() {
+	if cc.bw != nil {
+		cc.bw.Flush()
+	}
+	cc.c.Close()
+	if cc.bw != nil {
+		cc.bw.Reset(nil)
+		clientWriters.Put(cc.bw)
+		cc.bw = nil
+	}
+	if cc.rd.bp != nil {
+		putBuf(cc.rd.bp)
+		cc.rd.bp = nil
+	}
+	cc.s.Stats.Connections.Add(-1)
+	cc.s.mu.Lock()
+	delete(cc.s.conns, cc)
+	cc.s.mu.Unlock()
+	cc.s.wg.Done()
+}
+
+// awaitRequest waits for the first bytes of the next request. After idleGrace without any it
+// returns the buffers to their pools and waits with a one-byte read, so an idle keep-alive
+// connection costs little more than its goroutine.
+func (cc *clientConn) awaitRequest(h *Handler) bool {
+	if cc.rd.buffered() > 0 {
+		return true
+	}
+	idle := h.idleTimeout()
+	grace := idleGrace
+	if idle < grace {
+		grace = idle
+	}
+	start := time.Now()
+	cc.busy.Store(false)
+	if cc.s.closing.Load() {
+		return false
+	}
+	cc.c.SetReadDeadline(start.Add(grace))
+	err := cc.rd.fill(maxHeadBytes)
+	if err == nil {
+		cc.busy.Store(true)
+		return true
+	}
+	if !isTimeout(err) || cc.s.closing.Load() {
+		return false
+	}
+	cc.rd.release()
+	cc.releaseWriter()
+	left := idle - time.Since(start)
+	if left <= 0 {
+		return false
+	}
+	cc.c.SetReadDeadline(time.Now().Add(left))
+	if n, _ := cc.c.Read(cc.one[:]); n == 0 {
+		return false
+	}
+	cc.busy.Store(true)
+	cc.rd.acquire()
+	(*cc.rd.bp)[0] = cc.one[0]
+	cc.rd.w = 1
+	return true
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

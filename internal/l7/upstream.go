@@ -1,0 +1,312 @@
+package l7
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/waage/waage/internal/backend"
+	"github.com/waage/waage/internal/balance"
+	"github.com/waage/waage/internal/config"
+)
+
+// Backend is one compiled backend: its servers, balancer, stickiness and connection pools.
+type Backend struct {
+	Name     string
+	Servers  []*backend.Server
+	Balancer balance.Balancer
+
+	hashKind    hashKind
+	hashName    string // header (lower case) or cookie name for hashKind
+	stickyName  string // cookie name; empty: no stickiness
+	stickyIdx   *balance.CookieIndex
+	pools       map[*backend.Server]*pool
+	connectTO   time.Duration
+	responseTO  time.Duration
+	maxAttempts int
+}
+
+type hashKind uint8
+
+const (
+	hashNone hashKind = iota
+	hashSource
+	hashURI
+	hashHeader
+	hashCookie
+)
+
+// NewBackend compiles a backend over servers (state shared through the registry) and takes its
+// connection pools from t, so pooled connections survive a reload.
+func NewBackend(bc config.Backend, servers []*backend.Server, t *Transport) (*Backend, error) {
+	bal, err := balance.New(bc.Algorithm, servers, balance.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("backend %q: %w", bc.Name, err)
+	}
+	b := &Backend{
+		Name:       bc.Name,
+		Servers:    servers,
+		Balancer:   bal,
+		pools:      make(map[*backend.Server]*pool, len(servers)),
+		connectTO:  bc.Timeouts.Connect.D(),
+		responseTO: bc.Timeouts.Response.D(),
+	}
+	if b.connectTO <= 0 {
+		b.connectTO = 5 * time.Second
+	}
+	if b.responseTO <= 0 {
+		b.responseTO = 60 * time.Second
+	}
+	b.maxAttempts = len(servers)
+	if b.maxAttempts > 4 {
+		b.maxAttempts = 4
+	}
+	switch bc.Algorithm {
+	case balance.SourceIPHash:
+		b.hashKind = hashSource
+	case balance.Hash:
+		switch k := bc.HashKey; {
+		case k == "" || k == "uri":
+			b.hashKind = hashURI
+		case strings.HasPrefix(k, "header:"):
+			b.hashKind, b.hashName = hashHeader, strings.ToLower(k[len("header:"):])
+		case strings.HasPrefix(k, "cookie:"):
+			b.hashKind, b.hashName = hashCookie, k[len("cookie:"):]
+		default:
+			return nil, fmt.Errorf("backend %q: hash_key %q: want uri, header:NAME or cookie:NAME", bc.Name, k)
+		}
+	}
+	if bc.Sticky != nil && bc.Sticky.Cookie != "" {
+		b.stickyName = bc.Sticky.Cookie
+		b.stickyIdx = balance.NewCookieIndex(servers)
+	}
+	maxIdle := bc.Pool.MaxIdle
+	if maxIdle == 0 {
+		maxIdle = 64
+	}
+	idleTO := bc.Pool.IdleTimeout.D()
+	if idleTO <= 0 {
+		idleTO = 30 * time.Second
+	}
+	for _, s := range servers {
+		b.pools[s] = t.pool(s, maxIdle, idleTO)
+	}
+	return b, nil
+}
+
+// Transport owns the upstream connection pools, keyed by server identity, across reloads.
+type Transport struct {
+	mu    sync.Mutex
+	pools map[backend.Key]*pool
+	stop  chan struct{}
+	once  sync.Once
+}
+
+// NewTransport starts a transport with a janitor that closes expired idle connections.
+func NewTransport() *Transport {
+	t := &Transport{pools: make(map[backend.Key]*pool), stop: make(chan struct{})}
+	go t.janitor()
+	return t
+}
+
+func (t *Transport) pool(s *backend.Server, maxIdle int, idleTO time.Duration) *pool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.pools[s.Key]
+	if !ok {
+		p = &pool{addr: s.Address}
+		t.pools[s.Key] = p
+	}
+	p.mu.Lock()
+	p.maxIdle, p.idleTimeout = maxIdle, idleTO
+	p.mu.Unlock()
+	return p
+}
+
+// Retain closes and forgets the pools of servers not in keep (after a reload removed them).
+func (t *Transport) Retain(keep map[backend.Key]bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, p := range t.pools {
+		if !keep[k] {
+			p.closeIdle(0)
+			delete(t.pools, k)
+		}
+	}
+}
+
+// Close closes every idle pooled connection and stops the janitor.
+func (t *Transport) Close() {
+	t.once.Do(func() { close(t.stop) })
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range t.pools {
+		p.closeIdle(0)
+		p.mu.Lock()
+		p.maxIdle = -1
+		p.mu.Unlock()
+	}
+}
+
+func (t *Transport) janitor() {
+	tk := time.NewTicker(2 * time.Second)
+	defer tk.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tk.C:
+		}
+		t.mu.Lock()
+		ps := make([]*pool, 0, len(t.pools))
+		for _, p := range t.pools {
+			ps = append(ps, p)
+		}
+		t.mu.Unlock()
+		for _, p := range ps {
+			p.closeIdle(-1)
+		}
+	}
+}
+
+// pool keeps idle keep-alive connections to one server, most recently used first.
+type pool struct {
+	addr        string
+	mu          sync.Mutex
+	idle        []*upConn
+	maxIdle     int
+	idleTimeout time.Duration
+}
+
+// upConn is one connection to a server with its buffers.
+type upConn struct {
+	conn   net.Conn
+	rd     reader
+	bw     *bufio.Writer
+	p      *pool
+	idleAt time.Time
+	reused bool
+}
+
+var upWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
+// get returns an idle connection, or nil. live asks for a liveness check (one non-blocking peek),
+// used for requests that must not be retried on a connection the server has closed meanwhile.
+func (p *pool) get(live bool) *upConn {
+	now := time.Now()
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		uc := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		to := p.idleTimeout
+		p.mu.Unlock()
+		if now.Sub(uc.idleAt) >= to || live && !uc.alive() {
+			uc.close()
+			continue
+		}
+		uc.reused = true
+		return uc
+	}
+}
+
+// dial opens a new connection to the server.
+func (p *pool) dial(ctx context.Context, timeout time.Duration) (*upConn, error) {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	uc := &upConn{conn: c, p: p}
+	uc.rd.conn = c
+	uc.bw = upWriters.Get().(*bufio.Writer)
+	uc.bw.Reset(c)
+	return uc, nil
+}
+
+// put returns a connection for reuse, or closes it when the pool is full.
+func (p *pool) put(uc *upConn) {
+	if uc.rd.buffered() > 0 {
+		uc.close() // the server sent more than the response: not safe to reuse
+		return
+	}
+	uc.idleAt = time.Now()
+	p.mu.Lock()
+	if len(p.idle) < p.maxIdle {
+		p.idle = append(p.idle, uc)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	uc.close()
+}
+
+// closeIdle closes idle connections older than the pool's idle timeout (age < 0) or all (age 0).
+func (p *pool) closeIdle(age time.Duration) {
+	now := time.Now()
+	p.mu.Lock()
+	if age < 0 {
+		age = p.idleTimeout
+	}
+	var closing []*upConn
+	kept := p.idle[:0]
+	for _, uc := range p.idle {
+		if age == 0 || now.Sub(uc.idleAt) >= age {
+			closing = append(closing, uc)
+		} else {
+			kept = append(kept, uc)
+		}
+	}
+	for i := len(kept); i < len(p.idle); i++ {
+		p.idle[i] = nil
+	}
+	p.idle = kept
+	p.mu.Unlock()
+	for _, uc := range closing {
+		uc.close()
+	}
+}
+
+func (uc *upConn) close() {
+	uc.conn.Close()
+	if uc.bw != nil {
+		uc.bw.Reset(nil)
+		upWriters.Put(uc.bw)
+		uc.bw = nil
+	}
+	if uc.rd.bp != nil {
+		putBuf(uc.rd.bp)
+		uc.rd.bp = nil
+	}
+}
+
+// alive peeks at the socket without blocking: a closed or chatty idle connection is not reusable.
+func (uc *upConn) alive() bool {
+	sc, ok := uc.conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok = false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, e := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = n < 0 && (errors.Is(e, syscall.EAGAIN) || errors.Is(e, syscall.EWOULDBLOCK))
+		return true
+	})
+	return err == nil && ok
+}
