@@ -6,3 +6,5 @@ require (
 	github.com/coder/websocket v1.8.15
 	go.yaml.in/yaml/v3 v3.0.6
 )
+
+require golang.org/x/sys v0.50.0 // indirect

@@ -31,6 +31,7 @@ type pipe struct {
 	dw      *bufio.Writer
 	timeout time.Duration // inactivity bound for reads and writes during large transfers
 	n       int64         // bytes written so far
+	touched bool          // deadlines were changed
 }
 
 // copyN moves exactly n bytes. Small amounts go through the buffers; large ones are spliced.
@@ -136,6 +137,7 @@ func (p *pipe) splice(n int64) (int64, error) {
 
 func (p *pipe) refresh() {
 	if p.timeout > 0 {
+		p.touched = true
 		d := time.Now().Add(p.timeout)
 		p.src.conn.SetReadDeadline(d)
 		p.dst.SetWriteDeadline(d)
@@ -151,6 +153,9 @@ const maxChunkLine = 4096
 func (p *pipe) copyChunked(rechunk bool) error {
 	var sizeBuf [20]byte
 	for {
+		// Each chunk restarts the inactivity timer: a stream that keeps sending (server-sent
+		// events, slow uploads) lives as long as it is active.
+		p.refresh()
 		line, err := p.src.readLine(maxChunkLine)
 		if err != nil {
 			return chunkErr(err)
@@ -189,6 +194,7 @@ func (p *pipe) copyChunked(rechunk bool) error {
 	}
 	// Trailer section: fields until an empty line.
 	total := 0
+	p.refresh()
 	for {
 		line, err := p.src.readLine(maxChunkLine * 2)
 		if err != nil {

@@ -24,8 +24,9 @@ type exchange struct {
 	host   []byte // lower-case host without port
 	tried  []*backend.Server
 	log    accessEntry
-	start  time.Time
-	status int   // status sent to the client
+	start  time.Time // when the request head was read
+	now    time.Time // when the response head arrived
+	status int       // status sent to the client
 	sent   int64 // body bytes sent to the client
 	route  *Route
 	srv    *backend.Server
@@ -83,10 +84,15 @@ var statusText = map[int]string{
 
 // handle serves one request; it returns whether the connection may carry another.
 func (cc *clientConn) handle(h *Handler, ex *exchange) bool {
+	if h.AccessLog != nil {
+		ex.log.reset()
+		ex.log.client = ex.log.keep(cc.remoteIP)
+	}
 	limit := h.maxHeader()
 	head, err := cc.rd.scanHead(limit)
 	if head == nil && err == nil {
 		// The head did not arrive in one read: from now on it has HeaderTimeout to complete.
+		cc.rdl = time.Time{}
 		cc.c.SetReadDeadline(time.Now().Add(h.headerTimeout()))
 		head, err = cc.rd.readHead(limit)
 	}
@@ -100,7 +106,6 @@ func (cc *clientConn) handle(h *Handler, ex *exchange) bool {
 		}
 		return false
 	}
-	cc.s.Stats.Requests.Add(1)
 	req := &ex.req
 	if err := parseRequest(head, req); err != nil {
 		var se *statusError
@@ -141,10 +146,7 @@ func (cc *clientConn) hasUnreadBody(req *request) bool {
 
 func (cc *clientConn) startLog(h *Handler, ex *exchange) {
 	e := &ex.log
-	e.reset()
 	req := &ex.req
-	var ipb [64]byte
-	e.client = e.keep(cc.remote.AppendTo(ipb[:0]))
 	e.method = e.keep(req.method)
 	e.target = e.keep(req.target)
 	e.host = e.keep(req.host)
@@ -182,11 +184,6 @@ func (cc *clientConn) finishLog(h *Handler, ex *exchange) {
 // respondError answers with status and a short plain body; it returns whether the connection may
 // stay open.
 func (cc *clientConn) respondError(h *Handler, ex *exchange, status int, msg string, closeConn bool) bool {
-	if ex.req.method == nil && h.AccessLog != nil {
-		ex.log.reset()
-		var ipb [64]byte
-		ex.log.client = ex.log.keep(cc.remote.AppendTo(ipb[:0]))
-	}
 	w := cc.writer()
 	cc.armWrite(time.Now(), h.idleTimeout())
 	text := statusText[status]
@@ -305,7 +302,7 @@ func (cc *clientConn) proxy(h *Handler, ex *exchange, rt *Route) bool {
 			return cc.respondError(h, ex, 503, "no server available", hasBody)
 		}
 		ex.srv = srv
-		uc, err := b.conn(srv, !canRetry, fresh)
+		uc, err := b.conn(srv, !canRetry, fresh, ex.start)
 		fresh = false
 		if err != nil {
 			srv.Failures.Add(1)
@@ -335,10 +332,10 @@ func (cc *clientConn) proxy(h *Handler, ex *exchange, rt *Route) bool {
 
 // conn returns a pooled connection to srv, or a new one (fresh forces a new one). live asks the
 // pool to check a pooled connection first.
-func (b *Backend) conn(srv *backend.Server, live, fresh bool) (*upConn, error) {
+func (b *Backend) conn(srv *backend.Server, live, fresh bool, now time.Time) (*upConn, error) {
 	p := b.pools[srv]
 	if !fresh {
-		if uc := p.get(live); uc != nil {
+		if uc := p.get(live, now); uc != nil {
 			return uc, nil
 		}
 	}
@@ -356,9 +353,13 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 			return cc.beforeResponseFailure(h, ex, b, srv, uc, canRetry, err)
 		}
 	}
-	sentAt := time.Now()
-	uc.conn.SetReadDeadline(sentAt.Add(b.responseTO))
+	// The response deadline counts from the request's arrival; it is moved lazily (see
+	// upConn.armRead), and a deadline that fires early is re-armed below.
+	sentAt := ex.start
+	respDeadline := sentAt.Add(b.responseTO)
+	uc.armRead(sentAt, b.responseTO)
 	if hasBody {
+		cc.rdl = time.Time{}
 		bodyDone = make(chan error, 1)
 		go cc.sendBody(h, ex, uc, bodyDone)
 	}
@@ -366,6 +367,11 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 	client11 := req.minor == 1
 	for {
 		head, err := uc.rd.readHead(maxHeadBytes)
+		if err != nil && isTimeout(err) && time.Now().Before(respDeadline) {
+			uc.rdl = respDeadline
+			uc.conn.SetReadDeadline(respDeadline)
+			continue
+		}
 		if err != nil {
 			if bodyDone != nil {
 				if berr := cc.abortBody(uc, bodyDone); berr != nil {
@@ -412,7 +418,8 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 			}
 		}
 	}
-	srv.ObserveLatency(time.Since(sentAt))
+	ex.now = time.Now()
+	srv.ObserveLatency(ex.now.Sub(sentAt))
 	if resp.status == 101 {
 		if !req.upgrade {
 			if bodyDone != nil {
@@ -465,6 +472,7 @@ func (cc *clientConn) bodyFailure(h *Handler, ex *exchange, err error) (outcome,
 // 100-continue, early responses and full-duplex servers work.
 func (cc *clientConn) sendBody(h *Handler, ex *exchange, uc *upConn, done chan<- error) {
 	p := pipe{src: &cc.rd, dst: uc.conn, dw: uc.bw, timeout: h.idleTimeout()}
+	p.refresh() // the connection still has the short idle-wait deadline
 	var err error
 	if ex.req.chunked {
 		err = p.copyChunked(true)
@@ -474,11 +482,16 @@ func (cc *clientConn) sendBody(h *Handler, ex *exchange, uc *upConn, done chan<-
 	if err == nil {
 		err = uc.bw.Flush()
 	}
+	if p.touched {
+		// A pooled connection must not keep this transfer's write deadline.
+		uc.conn.SetWriteDeadline(time.Time{})
+	}
+	// Report first, then unblock the response reader (the server will never see a complete
+	// request): the reader wakes up to find the body's own error, not a guess.
+	done <- err
 	if err != nil {
-		// Unblock the response reader: the server will never see a complete request.
 		uc.conn.Close()
 	}
-	done <- err
 }
 
 // abortBody stops a body transfer still in progress and returns its error (nil if it had
@@ -543,7 +556,7 @@ func (cc *clientConn) relayResponse(h *Handler, ex *exchange, rt *Route, b *Back
 		}
 	}
 	w := cc.writer()
-	cc.armWrite(time.Now(), h.idleTimeout())
+	cc.armWrite(ex.now, h.idleTimeout())
 	cc.writeResponseHead(w, ex, rt, b, srv, keep, chunkOut, false)
 	ex.status = resp.status
 	p := pipe{src: &uc.rd, dst: cc.c, dw: w, timeout: b.responseTO}
@@ -561,6 +574,10 @@ func (cc *clientConn) relayResponse(h *Handler, ex *exchange, rt *Route, b *Back
 		err = w.Flush()
 	}
 	ex.sent = p.n
+	if p.touched {
+		uc.rdl = time.Time{}
+		cc.wdl = time.Time{}
+	}
 	reuse := err == nil && !resp.close && !untilClose && !req.upgrade
 	if bodyDone != nil && cc.finishBody(uc, bodyDone) != nil {
 		keep, reuse = false, false
@@ -574,7 +591,7 @@ func (cc *clientConn) relayResponse(h *Handler, ex *exchange, rt *Route, b *Back
 		}
 	}
 	if reuse {
-		uc.p.put(uc)
+		uc.p.put(uc, ex.now)
 	} else {
 		uc.close()
 	}
@@ -679,8 +696,7 @@ func (cc *clientConn) writeRequestHead(w *bufio.Writer, h *Handler, ex *exchange
 	}
 	// X-Forwarded-For appends the client to what earlier proxies said; the -Proto and -Host fields
 	// are ours to set, since waage is where the client's connection ends.
-	var ipb [64]byte
-	ip := cc.remote.AppendTo(ipb[:0])
+	ip := cc.remoteIP
 	if !ops.removesName("x-forwarded-for") {
 		w.WriteString("X-Forwarded-For: ")
 		if len(xff) > 0 {
@@ -704,7 +720,7 @@ func (cc *clientConn) writeRequestHead(w *bufio.Writer, h *Handler, ex *exchange
 			w.Write(fwd)
 			w.WriteString(", ")
 		}
-		writeForwarded(w, cc.remote, ip, req.host, h.Scheme)
+		writeForwarded(w, cc.remote.Is6(), ip, req.host, h.Scheme)
 		w.WriteString("\r\n")
 	}
 	if hasOps {
@@ -731,9 +747,9 @@ func (cc *clientConn) writeRequestHead(w *bufio.Writer, h *Handler, ex *exchange
 }
 
 // writeForwarded writes one RFC 7239 forwarded-element; IPv6 and host:port values are quoted.
-func writeForwarded(w *bufio.Writer, addr interface{ Is6() bool }, ip, host []byte, scheme string) {
+func writeForwarded(w *bufio.Writer, is6 bool, ip, host []byte, scheme string) {
 	w.WriteString("for=")
-	if addr.Is6() {
+	if is6 {
 		w.WriteString("\"[")
 		w.Write(ip)
 		w.WriteString("]\"")
@@ -763,7 +779,10 @@ func writeForwarded(w *bufio.Writer, addr interface{ Is6() bool }, ip, host []by
 func (cc *clientConn) writeResponseHead(w *bufio.Writer, ex *exchange, rt *Route, b *Backend, srv *backend.Server, keep, chunkOut, upgraded bool) {
 	req, resp := &ex.req, &ex.resp
 	w.WriteString("HTTP/1.1 ")
-	w.WriteString(strconv.Itoa(resp.status))
+	st := resp.status
+	w.WriteByte(byte('0' + st/100))
+	w.WriteByte(byte('0' + st/10%10))
+	w.WriteByte(byte('0' + st%10))
 	w.WriteByte(' ')
 	w.Write(resp.reason)
 	w.WriteString("\r\n")

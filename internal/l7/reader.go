@@ -10,7 +10,7 @@ import (
 // Buffer sizes. A request or response head must fit in maxHeadBytes; most fit in the small buffer,
 // which is what every connection takes first.
 const (
-	smallBufSize = 8 << 10
+	smallBufSize = 16 << 10
 	maxHeadBytes = 64 << 10
 )
 

@@ -164,6 +164,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		cc.remote = ap.Addr().Unmap()
 	}
+	cc.remoteIP = cc.remote.AppendTo(nil)
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -174,6 +175,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.Stats.Connections.Add(1)
+	cc.busy.Store(true)
 	go cc.serve()
 }
 
@@ -191,6 +193,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		idleParker.closeServer(s)
 		s.mu.Lock()
 		for cc := range s.conns {
 			if !cc.busy.Load() {
@@ -202,12 +205,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-done:
 			return nil
 		case <-ctx.Done():
+			// Cut the clients off. A goroutine still waiting on its server ends by itself when
+			// that answers or times out; its write to the closed client fails.
 			s.mu.Lock()
 			for cc := range s.conns {
 				cc.c.Close()
 			}
 			s.mu.Unlock()
-			<-done
 			return ctx.Err()
 		case <-tick.C:
 		}
@@ -217,20 +221,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // clientConn is one client connection. Its buffers are held only while a request is in progress
 // or arrives; a connection idle for longer than idleGrace holds none.
 type clientConn struct {
-	s      *Server
-	c      net.Conn
-	rd     reader
-	bw     *bufio.Writer
-	remote netip.Addr
-	one    [1]byte
-	wdl    time.Time // write deadline currently set
-	busy   atomic.Bool
+	s        *Server
+	c        net.Conn
+	rd       reader
+	bw       *bufio.Writer
+	remote   netip.Addr
+	remoteIP []byte // remote in text form, for X-Forwarded-For and logs
+	one      [1]byte
+	// rdl is the read deadline currently set (zero: none or unknown); waitStart is when the
+	// current idle wait began (zero while a request is in progress).
+	rdl       time.Time
+	waitStart time.Time
+	resumed   bool // set by the parker: the socket is readable
+	wdl       time.Time // write deadline currently set
+	busy      atomic.Bool
 }
 
 // idleGrace is how long an idle keep-alive connection keeps its buffers before giving them back.
 const idleGrace = time.Second
 
-var clientWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+var clientWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
 
 func (cc *clientConn) writer() *bufio.Writer {
 	if cc.bw == nil {
@@ -257,18 +267,25 @@ func (cc *clientConn) armWrite(now time.Time, idle time.Duration) {
 	}
 }
 
+// serve runs the connection's request loop. It returns without closing the connection when the
+// connection was parked; the parker calls serve again when the next request arrives.
 func (cc *clientConn) serve() {
-	defer cc.close()
 	for {
-		h := cc.s.h.Load()
-		if !cc.awaitRequest(h) {
+		switch cc.awaitRequest(cc.s.h.Load()) {
+		case waitParked:
+			return
+		case waitClosed:
+			cc.close()
 			return
 		}
+		// Load the configuration only now: a reload during the idle wait applies to this request.
+		h := cc.s.h.Load()
 		ex := exchanges.Get().(*exchange)
 		keep := cc.handle(h, ex)
 		ex.clear()
 		exchanges.Put(ex)
 		if !keep || cc.s.closing.Load() {
+			cc.close()
 			return
 		}
 	}
@@ -295,47 +312,96 @@ func (cc *clientConn) close() {
 	cc.s.wg.Done()
 }
 
-// awaitRequest waits for the first bytes of the next request. After idleGrace without any it
-// returns the buffers to their pools and waits with a one-byte read, so an idle keep-alive
-// connection costs little more than its goroutine.
-func (cc *clientConn) awaitRequest(h *Handler) bool {
+type waitResult uint8
+
+const (
+	waitReady  waitResult = iota // request bytes are buffered
+	waitParked                   // handed to the parker; the goroutine must end
+	waitClosed                   // closed, timed out or shutting down
+)
+
+// maxGraceHolders bounds how many idle connections may keep their buffers and goroutine during
+// idleGrace (about 12 KiB each). Beyond it, idle connections park at once, so memory stays flat
+// with any number of idle clients while busy keep-alive connections skip the parking round trip.
+const maxGraceHolders = 256
+
+var graceHolders atomic.Int32
+
+// awaitRequest waits for the first bytes of the next request. A connection that stays idle past
+// idleGrace (or at once, when too many are already waiting) gives its buffers back and is parked:
+// its goroutine ends, and the parker resumes it when data arrives or closes it at the idle timeout.
+func (cc *clientConn) awaitRequest(h *Handler) waitResult {
 	if cc.rd.buffered() > 0 {
-		return true
+		return waitReady
 	}
-	idle := h.idleTimeout()
-	grace := idleGrace
-	if idle < grace {
-		grace = idle
-	}
-	start := time.Now()
 	cc.busy.Store(false)
 	if cc.s.closing.Load() {
-		return false
+		return waitClosed
 	}
-	cc.c.SetReadDeadline(start.Add(grace))
-	err := cc.rd.fill(maxHeadBytes)
-	if err == nil {
+	idle := h.idleTimeout()
+	now := time.Now()
+	if cc.waitStart.IsZero() {
+		cc.waitStart = now
+	}
+	if cc.resumed {
+		// The parker saw the socket readable: read now (data or EOF is waiting).
+		cc.resumed = false
+		cc.rdl = cc.waitStart.Add(idle)
+		cc.c.SetReadDeadline(cc.rdl)
+		if err := cc.rd.fill(maxHeadBytes); err != nil {
+			return waitClosed
+		}
 		cc.busy.Store(true)
-		return true
+		cc.waitStart = time.Time{}
+		return waitReady
 	}
-	if !isTimeout(err) || cc.s.closing.Load() {
-		return false
+	if graceHolders.Add(1) <= maxGraceHolders {
+		grace := idleGrace
+		if idle < grace {
+			grace = idle
+		}
+		// The deadline is moved only when less than half the grace is left; a deadline that fires
+		// early just parks the connection a little sooner.
+		if cc.rdl.Sub(now) < grace/2 {
+			cc.rdl = now.Add(grace)
+			cc.c.SetReadDeadline(cc.rdl)
+		}
+		err := cc.rd.fill(maxHeadBytes)
+		graceHolders.Add(-1)
+		if err == nil {
+			cc.busy.Store(true)
+			cc.waitStart = time.Time{}
+			return waitReady
+		}
+		if !isTimeout(err) || cc.s.closing.Load() {
+			return waitClosed
+		}
+	} else {
+		graceHolders.Add(-1)
 	}
 	cc.rd.release()
 	cc.releaseWriter()
-	left := idle - time.Since(start)
-	if left <= 0 {
-		return false
+	deadline := cc.waitStart.Add(idle)
+	if !deadline.After(time.Now()) {
+		return waitClosed
 	}
-	cc.c.SetReadDeadline(time.Now().Add(left))
+	// Deadlines are the parker's business now; clear ours so the resumed read is not cut short.
+	cc.rdl = time.Time{}
+	cc.c.SetReadDeadline(cc.rdl)
+	if idleParker.park(cc, deadline) {
+		return waitParked
+	}
+	// No parking here: wait in this goroutine, without buffers, with a one-byte read.
+	cc.c.SetReadDeadline(deadline)
 	if n, _ := cc.c.Read(cc.one[:]); n == 0 {
-		return false
+		return waitClosed
 	}
 	cc.busy.Store(true)
+	cc.waitStart = time.Time{}
 	cc.rd.acquire()
 	(*cc.rd.bp)[0] = cc.one[0]
 	cc.rd.w = 1
-	return true
+	return waitReady
 }
 
 func isTimeout(err error) bool {

@@ -191,15 +191,25 @@ type upConn struct {
 	bw     *bufio.Writer
 	p      *pool
 	idleAt time.Time
+	rdl    time.Time // read deadline currently set
 	reused bool
+}
+
+// armRead makes sure a read deadline no earlier than now+d/2 and no later than now+d is set,
+// touching the timer only when the current one is too close. Callers re-arm exactly when an early
+// deadline fires, so the timeout is still exact while most requests skip the timer update.
+func (uc *upConn) armRead(now time.Time, d time.Duration) {
+	if uc.rdl.Sub(now) < d/2 || uc.rdl.Sub(now) > d {
+		uc.rdl = now.Add(d)
+		uc.conn.SetReadDeadline(uc.rdl)
+	}
 }
 
 var upWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
 
 // get returns an idle connection, or nil. live asks for a liveness check (one non-blocking peek),
 // used for requests that must not be retried on a connection the server has closed meanwhile.
-func (p *pool) get(live bool) *upConn {
-	now := time.Now()
+func (p *pool) get(live bool, now time.Time) *upConn {
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
@@ -236,12 +246,12 @@ func (p *pool) dial(ctx context.Context, timeout time.Duration) (*upConn, error)
 }
 
 // put returns a connection for reuse, or closes it when the pool is full.
-func (p *pool) put(uc *upConn) {
+func (p *pool) put(uc *upConn, now time.Time) {
 	if uc.rd.buffered() > 0 {
 		uc.close() // the server sent more than the response: not safe to reuse
 		return
 	}
-	uc.idleAt = time.Now()
+	uc.idleAt = now
 	p.mu.Lock()
 	if len(p.idle) < p.maxIdle {
 		p.idle = append(p.idle, uc)
