@@ -27,7 +27,7 @@ type exchange struct {
 	start  time.Time // when the request head was read
 	now    time.Time // when the response head arrived
 	status int       // status sent to the client
-	sent   int64 // body bytes sent to the client
+	sent   int64     // body bytes sent to the client
 	route  *Route
 	srv    *backend.Server
 	// Facts about the request kept outside the read buffer, which the request body overwrites.

@@ -232,7 +232,7 @@ type clientConn struct {
 	// current idle wait began (zero while a request is in progress).
 	rdl       time.Time
 	waitStart time.Time
-	resumed   bool // set by the parker: the socket is readable
+	resumed   bool      // set by the parker: the socket is readable
 	wdl       time.Time // write deadline currently set
 	busy      atomic.Bool
 }
