@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -28,7 +27,7 @@ func (e errPeerRead) Unwrap() error { return e.err }
 type pipe struct {
 	src     *reader
 	dst     net.Conn
-	dw      *bufio.Writer
+	dw      *writer
 	timeout time.Duration // inactivity bound for reads and writes during large transfers
 	n       int64         // bytes written so far
 	touched bool          // deadlines were changed

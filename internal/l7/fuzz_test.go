@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"bufio"
 	"bytes"
 	"net"
 	"net/netip"
@@ -145,7 +144,7 @@ func FuzzChunked(f *testing.F) {
 func dechunk(data []byte, rechunk bool) (out, plain []byte, err error) {
 	var buf bytes.Buffer
 	dst := &captureConn{w: &buf}
-	w := bufio.NewWriter(dst)
+	w := &writer{conn: dst}
 	p := pipe{src: &reader{conn: &fakeConn{data: data, step: 7}}, dst: dst, dw: w}
 	if err := p.copyChunked(rechunk); err != nil {
 		return nil, nil, err

@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -633,7 +632,7 @@ func (cc *clientConn) upgrade(h *Handler, ex *exchange, rt *Route, b *Backend, s
 
 // writeRequestHead writes the request line and fields for the server: hop-by-hop fields removed,
 // the route's header changes applied, X-Forwarded-* and Forwarded set, framing re-emitted.
-func (cc *clientConn) writeRequestHead(w *bufio.Writer, h *Handler, ex *exchange, rt *Route, srv *backend.Server) {
+func (cc *clientConn) writeRequestHead(w *writer, h *Handler, ex *exchange, rt *Route, srv *backend.Server) {
 	req := &ex.req
 	w.Write(req.method)
 	w.WriteByte(' ')
@@ -747,7 +746,7 @@ func (cc *clientConn) writeRequestHead(w *bufio.Writer, h *Handler, ex *exchange
 }
 
 // writeForwarded writes one RFC 7239 forwarded-element; IPv6 and host:port values are quoted.
-func writeForwarded(w *bufio.Writer, is6 bool, ip, host []byte, scheme string) {
+func writeForwarded(w *writer, is6 bool, ip, host []byte, scheme string) {
 	w.WriteString("for=")
 	if is6 {
 		w.WriteString("\"[")
@@ -776,7 +775,7 @@ func writeForwarded(w *bufio.Writer, is6 bool, ip, host []byte, scheme string) {
 }
 
 // writeResponseHead writes the status line and fields for the client.
-func (cc *clientConn) writeResponseHead(w *bufio.Writer, ex *exchange, rt *Route, b *Backend, srv *backend.Server, keep, chunkOut, upgraded bool) {
+func (cc *clientConn) writeResponseHead(w *writer, ex *exchange, rt *Route, b *Backend, srv *backend.Server, keep, chunkOut, upgraded bool) {
 	req, resp := &ex.req, &ex.resp
 	w.WriteString("HTTP/1.1 ")
 	st := resp.status
@@ -839,14 +838,14 @@ func (cc *clientConn) writeResponseHead(w *bufio.Writer, ex *exchange, rt *Route
 	w.WriteString("\r\n")
 }
 
-func writeField(w *bufio.Writer, name, value []byte) {
+func writeField(w *writer, name, value []byte) {
 	w.Write(name)
 	w.WriteString(": ")
 	w.Write(value)
 	w.WriteString("\r\n")
 }
 
-func writeFieldString(w *bufio.Writer, name, value string) {
+func writeFieldString(w *writer, name, value string) {
 	w.WriteString(name)
 	w.WriteString(": ")
 	w.WriteString(value)

@@ -24,6 +24,8 @@ func putBuf(b *[]byte) {
 	switch cap(*b) {
 	case smallBufSize:
 		smallBufs.Put(b)
+	case upBufSize:
+		upBufs.Put(b)
 	case maxHeadBytes:
 		bigBufs.Put(b)
 	}
@@ -38,14 +40,18 @@ var errHeadTooLarge = errors.New("head too large")
 // head parser needs the head contiguous and because idle connections must not keep a buffer.
 type reader struct {
 	conn net.Conn
-	bp   *[]byte // nil while released
+	pool *sync.Pool // where buffers come from (size class)
+	bp   *[]byte    // nil while released
 	r, w int
 	err  error // sticky read error, returned once the buffer is drained
 }
 
 func (rd *reader) acquire() {
 	if rd.bp == nil {
-		rd.bp = smallBufs.Get().(*[]byte)
+		if rd.pool == nil {
+			rd.pool = &smallBufs
+		}
+		rd.bp = rd.pool.Get().(*[]byte)
 		rd.r, rd.w = 0, 0
 	}
 }

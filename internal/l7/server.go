@@ -9,7 +9,6 @@
 package l7
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -161,6 +160,8 @@ func isTemporary(err error) bool {
 func (s *Server) ServeConn(c net.Conn) {
 	cc := &clientConn{s: s, c: c}
 	cc.rd.conn = c
+	cc.rd.pool = &smallBufs
+	cc.w.conn = c
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		cc.remote = ap.Addr().Unmap()
 	}
@@ -224,7 +225,7 @@ type clientConn struct {
 	s        *Server
 	c        net.Conn
 	rd       reader
-	bw       *bufio.Writer
+	w        writer
 	remote   netip.Addr
 	remoteIP []byte // remote in text form, for X-Forwarded-For and logs
 	one      [1]byte
@@ -240,23 +241,9 @@ type clientConn struct {
 // idleGrace is how long an idle keep-alive connection keeps its buffers before giving them back.
 const idleGrace = time.Second
 
-var clientWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+func (cc *clientConn) writer() *writer { return &cc.w }
 
-func (cc *clientConn) writer() *bufio.Writer {
-	if cc.bw == nil {
-		cc.bw = clientWriters.Get().(*bufio.Writer)
-		cc.bw.Reset(cc.c)
-	}
-	return cc.bw
-}
-
-func (cc *clientConn) releaseWriter() {
-	if cc.bw != nil && cc.bw.Buffered() == 0 {
-		cc.bw.Reset(nil)
-		clientWriters.Put(cc.bw)
-		cc.bw = nil
-	}
-}
+func (cc *clientConn) releaseWriter() { cc.w.release() }
 
 // armWrite sets the write deadline to idle from now, lazily: only when less than half of it is left,
 // which saves a timer update per request on busy connections.
@@ -292,19 +279,12 @@ func (cc *clientConn) serve() {
 }
 
 func (cc *clientConn) close() {
-	if cc.bw != nil {
-		cc.bw.Flush()
-	}
+	cc.w.Flush()
 	cc.c.Close()
-	if cc.bw != nil {
-		cc.bw.Reset(nil)
-		clientWriters.Put(cc.bw)
-		cc.bw = nil
-	}
-	if cc.rd.bp != nil {
-		putBuf(cc.rd.bp)
-		cc.rd.bp = nil
-	}
+	cc.w.n = 0
+	cc.w.release()
+	cc.rd.r, cc.rd.w = 0, 0
+	cc.rd.release()
 	cc.s.Stats.Connections.Add(-1)
 	cc.s.mu.Lock()
 	delete(cc.s.conns, cc)

@@ -1,7 +1,6 @@
 package l7
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -188,7 +187,8 @@ type pool struct {
 type upConn struct {
 	conn   net.Conn
 	rd     reader
-	bw     *bufio.Writer
+	bw     *writer
+	w      writer
 	p      *pool
 	idleAt time.Time
 	rdl    time.Time // read deadline currently set
@@ -204,8 +204,6 @@ func (uc *upConn) armRead(now time.Time, d time.Duration) {
 		uc.conn.SetReadDeadline(uc.rdl)
 	}
 }
-
-var upWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
 
 // get returns an idle connection, or nil. live asks for a liveness check (one non-blocking peek),
 // used for requests that must not be retried on a connection the server has closed meanwhile.
@@ -240,8 +238,9 @@ func (p *pool) dial(ctx context.Context, timeout time.Duration) (*upConn, error)
 	}
 	uc := &upConn{conn: c, p: p}
 	uc.rd.conn = c
-	uc.bw = upWriters.Get().(*bufio.Writer)
-	uc.bw.Reset(c)
+	uc.rd.pool = &upBufs
+	uc.w.conn = c
+	uc.bw = &uc.w
 	return uc, nil
 }
 
@@ -252,6 +251,9 @@ func (p *pool) put(uc *upConn, now time.Time) {
 		return
 	}
 	uc.idleAt = now
+	// Idle pooled connections keep no buffers.
+	uc.rd.release()
+	uc.w.release()
 	p.mu.Lock()
 	if len(p.idle) < p.maxIdle {
 		p.idle = append(p.idle, uc)
@@ -290,15 +292,10 @@ func (p *pool) closeIdle(age time.Duration) {
 
 func (uc *upConn) close() {
 	uc.conn.Close()
-	if uc.bw != nil {
-		uc.bw.Reset(nil)
-		upWriters.Put(uc.bw)
-		uc.bw = nil
-	}
-	if uc.rd.bp != nil {
-		putBuf(uc.rd.bp)
-		uc.rd.bp = nil
-	}
+	uc.w.n = 0
+	uc.w.release()
+	uc.rd.r, uc.rd.w = 0, 0
+	uc.rd.release()
 }
 
 // alive peeks at the socket without blocking: a closed or chatty idle connection is not reusable.

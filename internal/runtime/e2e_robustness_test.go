@@ -317,3 +317,91 @@ func TestE2EOptionsAsterisk(t *testing.T) {
 	resp, body = rc.mustDo(t, "GET * HTTP/1.1\r\nHost: o.test\r\n\r\n")
 	checkErrorBody(t, resp, body, 400)
 }
+
+// TestE2EMixedConcurrentTraffic runs many kinds of exchanges at once on shared upstream pools
+// (with -race it is the data race check of the data path): every answer must be the right one.
+func TestE2EMixedConcurrentTraffic(t *testing.T) {
+	t.Parallel()
+	bs := startDemo(t, "a", "b")
+	rt := startWaage(t, simpleConfig("", "", demoAddrs(bs)...))
+	addr := feAddr(t, rt, "web")
+	const workers, per = 8, 120
+	var wg sync.WaitGroup
+	errs := make(chan string, workers*per)
+	deadline := time.Now().Add(30 * time.Second)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rc, err := dialRawE(addr)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer func() { rc.c.Close() }()
+			for i := 0; i < per && time.Now().Before(deadline); i++ {
+				tag := fmt.Sprintf("w%d-i%d", w, i)
+				var req, method, want string
+				switch i % 6 {
+				case 0:
+					req, method = get("/"+tag, "m.test"), "GET"
+				case 1:
+					req, method, want = request("POST", "/echo", "m.test", tag+strings.Repeat("x", i*37)), "POST", tag+strings.Repeat("x", i*37)
+				case 2:
+					body := tag + "-chunked"
+					req = fmt.Sprintf("POST /echo HTTP/1.1\r\nHost: m.test\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+					method, want = "POST", body
+				case 3:
+					req, method = request("HEAD", "/bytes/5000", "m.test", ""), "HEAD"
+				case 4:
+					req, method = get("/bytes/70000", "m.test"), "GET"
+				case 5:
+					req, method = get("/status/204", "m.test"), "GET"
+				}
+				if err := rc.write(req); err != nil {
+					errs <- tag + ": " + err.Error()
+					return
+				}
+				resp, body, err := rc.readResp(method)
+				if err != nil {
+					errs <- tag + ": " + err.Error()
+					return
+				}
+				switch i % 6 {
+				case 0:
+					if demoInfo(body)["path"] != "/"+tag {
+						errs <- fmt.Sprintf("%s: got the answer for %q", tag, demoInfo(body)["path"])
+					}
+				case 1, 2:
+					if string(body) != want {
+						errs <- fmt.Sprintf("%s: echo of %d bytes, want %d", tag, len(body), len(want))
+					}
+				case 3:
+					if resp.ContentLength != 5000 || len(body) != 0 {
+						errs <- fmt.Sprintf("%s: HEAD Content-Length %d body %d", tag, resp.ContentLength, len(body))
+					}
+				case 4:
+					if len(body) != 70000 {
+						errs <- fmt.Sprintf("%s: %d bytes, want 70000", tag, len(body))
+					}
+				case 5:
+					if resp.StatusCode != 204 {
+						errs <- fmt.Sprintf("%s: status %d", tag, resp.StatusCode)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	n := 0
+	for e := range errs {
+		if n < 5 {
+			t.Error(e)
+		}
+		n++
+	}
+	if n > 0 {
+		t.Errorf("%d failures", n)
+	}
+}
