@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -88,7 +89,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "waage demo:", err)
 		return 1
 	}
-	logger := newLogger(cfg.Log, stderr)
+	logger := slog.New(newLogHandler(stderr, cfg.Log))
 	rt := runtime.New(logger)
 	if err := rt.Apply(cfg); err != nil {
 		fmt.Fprintf(stderr, "waage demo: %v\n(is something else using %s? try: waage demo -listen 127.0.0.1:8081)\n", err, *listen)

@@ -88,26 +88,11 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	for _, w := range runtime.Warnings(cfg) {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
+	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
 	return 0
-}
-
-// newLogger builds the process logger from the log section.
-func newLogger(lc config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	switch lc.Level {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if lc.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -131,9 +116,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	logger := newLogger(cfg.Log, stderr)
+	logs := newLogHandler(stderr, cfg.Log)
+	logger := slog.New(logs)
 	slog.SetDefault(logger)
 	rt := runtime.New(logger)
+	for _, w := range runtime.Warnings(cfg) {
+		logger.Warn(w)
+	}
 	if err := rt.Apply(cfg); err != nil {
 		logger.Error("start failed", "config", *path, "err", err)
 		return 1
@@ -144,7 +133,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reload(rt, *path, logger)
+			reload(rt, *path, logger, logs)
 			continue
 		}
 		logger.Info("shutting down", "signal", sig.String(), "timeout", *shutdownTimeout)
@@ -160,7 +149,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 }
 
 // reload loads the file again and applies it; on any error the running configuration stays.
-func reload(rt *runtime.Runtime, path string, logger *slog.Logger) {
+func reload(rt *runtime.Runtime, path string, logger *slog.Logger, logs *logHandler) {
 	cfg, err := config.Load(path)
 	if err == nil {
 		err = rt.Apply(cfg)
@@ -168,6 +157,10 @@ func reload(rt *runtime.Runtime, path string, logger *slog.Logger) {
 	if err != nil {
 		logger.Error("reload refused; the running configuration stays", "config", path, "err", err)
 		return
+	}
+	logs.apply(cfg.Log)
+	for _, w := range runtime.Warnings(cfg) {
+		logger.Warn(w)
 	}
 	logger.Info("configuration reloaded", "config", path)
 }

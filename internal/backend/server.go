@@ -72,6 +72,27 @@ type Server struct {
 	Requests atomic.Uint64
 	// Failures counts failed attempts (connect errors, resets, timeouts, bad responses).
 	Failures atomic.Uint64
+
+	cfgMu     sync.Mutex
+	cfgSeen   bool
+	cfgWeight int
+	cfgState  State
+}
+
+// ApplyConfig sets the weight and state a configuration gives the server. A value is applied when
+// the server is new or when the configuration changed it since the last call; a value the
+// configuration left as it was keeps whatever an operator set at runtime (a drain through the
+// admin API survives a reload that did not touch the server).
+func (s *Server) ApplyConfig(weight int, st State) {
+	s.cfgMu.Lock()
+	defer s.cfgMu.Unlock()
+	if !s.cfgSeen || weight != s.cfgWeight {
+		s.SetWeight(weight)
+	}
+	if !s.cfgSeen || st != s.cfgState {
+		s.SetState(st)
+	}
+	s.cfgSeen, s.cfgWeight, s.cfgState = true, weight, st
 }
 
 // NewServer returns a healthy, ready server with weight 1. Tests and tools use it directly; the

@@ -338,6 +338,18 @@ var parseErrorCases = []struct {
 		},
 	},
 	{
+		name: "managed header fields",
+		data: backendB + "frontends:\n  - name: f\n    listen: [\":0\"]\n    routes:\n      - backend: b\n" +
+			"        request_headers: {add: {Host: x}, remove: [host, Content-Length]}\n" +
+			"        response_headers: {set: {Transfer-Encoding: gzip}, remove: [Host]}\n",
+		want: []string{
+			"t.yaml:8:33: frontends[0].routes[0].request_headers.add.Host: a request has exactly one Host; use set to replace it (add is not possible)",
+			"t.yaml:8:52: frontends[0].routes[0].request_headers.remove[0]: a request has exactly one Host; use set to replace it (remove is not possible)",
+			"t.yaml:8:58: frontends[0].routes[0].request_headers.remove[1]: Content-Length frames the message and is managed by waage; it cannot be changed",
+			"t.yaml:9:34: frontends[0].routes[0].response_headers.set.Transfer-Encoding: Transfer-Encoding frames the message and is managed by waage; it cannot be changed",
+		},
+	},
+	{
 		name: "route rewrites",
 		data: backendB + "frontends:\n  - name: f\n    listen: [\":0\"]\n    routes:\n      - backend: b\n        strip_prefix: api\n" +
 			"        request_headers: {set: {X-A: \"a\\r\\nX-Evil: 1\"}, add: {\"X:B\": b}, remove: [\"X C\"]}\n" +

@@ -356,8 +356,8 @@ func (v *validator) route(p string, j int, r *Route, mode string, names map[stri
 	if r.StripPrefix != "" && !strings.HasPrefix(r.StripPrefix, "/") {
 		v.errorf(p+".strip_prefix", `must start with "/"`)
 	}
-	v.headerOps(p+".request_headers", &r.RequestHeaders)
-	v.headerOps(p+".response_headers", &r.ResponseHeaders)
+	v.headerOps(p+".request_headers", &r.RequestHeaders, true)
+	v.headerOps(p+".response_headers", &r.ResponseHeaders, false)
 }
 
 func (v *validator) match(p string, m *Match) {
@@ -444,7 +444,11 @@ func (v *validator) pattern(path, s string) {
 
 // headerOps checks header rewrites. Values with CR, LF or NUL would let a config smuggle extra
 // header lines into every request, so they are refused here as they are on the wire.
-func (v *validator) headerOps(path string, h *HeaderOps) {
+//
+// Fields that frame the message (Content-Length, Transfer-Encoding, Connection and the other
+// hop-by-hop fields) are waage's to write: changing them would desynchronise the two ends. A
+// request has exactly one Host, so it can be set but neither added nor removed.
+func (v *validator) headerOps(path string, h *HeaderOps, request bool) {
 	for _, op := range []struct {
 		key string
 		m   StringMap
@@ -453,6 +457,8 @@ func (v *validator) headerOps(path string, h *HeaderOps) {
 			kp := fieldPath(path+"."+op.key, kv.Key)
 			if !isToken(kv.Key) {
 				v.keyErrorf(kp, "invalid header name %q", kv.Key)
+			} else if msg := managedHeader(kv.Key, op.key, request); msg != "" {
+				v.keyErrorf(kp, "%s", msg)
 			}
 			if strings.ContainsAny(kv.Value, "\r\n\x00") {
 				v.errorf(kp, "header value must not contain CR, LF or NUL")
@@ -462,8 +468,23 @@ func (v *validator) headerOps(path string, h *HeaderOps) {
 	for k, name := range h.Remove {
 		if !isToken(name) {
 			v.errorf(indexPath(path+".remove", k), "invalid header name %q", name)
+		} else if msg := managedHeader(name, "remove", request); msg != "" {
+			v.errorf(indexPath(path+".remove", k), "%s", msg)
 		}
 	}
+}
+
+// managedHeader explains why an operation on a header field is not allowed, or returns "".
+func managedHeader(name, op string, request bool) string {
+	switch strings.ToLower(name) {
+	case "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "upgrade", "te", "trailer":
+		return fmt.Sprintf("%s frames the message and is managed by waage; it cannot be changed", name)
+	case "host":
+		if request && op != "set" {
+			return fmt.Sprintf("a request has exactly one Host; use set to replace it (%s is not possible)", op)
+		}
+	}
+	return ""
 }
 
 func (v *validator) backend(p string, b *Backend, seen map[string]string) {

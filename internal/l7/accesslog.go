@@ -78,13 +78,14 @@ type accessEntry struct {
 	backend   string
 	server    string
 	host      []byte
+	raw       bool // target is the raw request line of a request that did not parse
 	duration  time.Duration
 	scratch   []byte
 }
 
 func (e *accessEntry) reset() {
 	e.client, e.method, e.target, e.referer, e.userAgent, e.host = nil, nil, nil, nil, nil, nil
-	e.status, e.bytes, e.minor = 0, 0, 1
+	e.status, e.bytes, e.minor, e.raw = 0, 0, 1, false
 	e.route, e.backend, e.server = "", "", ""
 	e.scratch = e.scratch[:0]
 }
@@ -120,11 +121,18 @@ func (e *accessEntry) appendCombined(b []byte) []byte {
 	b = append(b, " - - ["...)
 	b = e.start.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, "] \""...)
-	b = appendEscaped(b, e.method)
-	b = append(b, ' ')
-	b = appendEscaped(b, e.target)
-	b = append(b, " HTTP/1."...)
-	b = strconv.AppendInt(b, int64(e.minor), 10)
+	switch {
+	case e.raw:
+		b = appendEscaped(b, e.target)
+	case e.method == nil:
+		b = append(b, '-')
+	default:
+		b = appendEscaped(b, e.method)
+		b = append(b, ' ')
+		b = appendEscaped(b, e.target)
+		b = append(b, " HTTP/1."...)
+		b = strconv.AppendInt(b, int64(e.minor), 10)
+	}
 	b = append(b, "\" "...)
 	b = strconv.AppendInt(b, int64(e.status), 10)
 	b = append(b, ' ')

@@ -107,6 +107,15 @@ func (cc *clientConn) handle(h *Handler, ex *exchange) bool {
 	}
 	req := &ex.req
 	if err := parseRequest(head, req); err != nil {
+		if h.AccessLog != nil {
+			// Log what was received: the request line as it came, escaped.
+			line, _, _ := nextLine(head)
+			if len(line) > 1024 {
+				line = line[:1024]
+			}
+			ex.log.target = ex.log.keep(line)
+			ex.log.raw = true
+		}
 		var se *statusError
 		if errors.As(err, &se) {
 			h.logger().Debug("bad request", "frontend", h.Name, "client", cc.remote, "err", se.msg)
@@ -352,21 +361,27 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 			return cc.beforeResponseFailure(h, ex, b, srv, uc, canRetry, err)
 		}
 	}
-	// The response deadline counts from the request's arrival; it is moved lazily (see
-	// upConn.armRead), and a deadline that fires early is re-armed below.
+	// The response timeout runs once the whole request is sent. Without a body that is now
+	// (counted from the request's arrival, a few microseconds ago); the deadline is moved lazily
+	// (see upConn.armRead) and re-armed below when it fires early. With a body, the body sender
+	// sets it when it is done; until then the client's inactivity timeout bounds the upload.
 	sentAt := ex.start
-	respDeadline := sentAt.Add(b.responseTO)
-	uc.armRead(sentAt, b.responseTO)
+	var respDeadline time.Time
 	if hasBody {
+		uc.rdl = time.Time{}
+		uc.conn.SetReadDeadline(uc.rdl)
 		cc.rdl = time.Time{}
 		bodyDone = make(chan error, 1)
-		go cc.sendBody(h, ex, uc, bodyDone)
+		go cc.sendBody(h, ex, uc, b.responseTO, bodyDone)
+	} else {
+		respDeadline = sentAt.Add(b.responseTO)
+		uc.armRead(sentAt, b.responseTO)
 	}
 	resp := &ex.resp
 	client11 := req.minor == 1
 	for {
 		head, err := uc.rd.readHead(maxHeadBytes)
-		if err != nil && isTimeout(err) && time.Now().Before(respDeadline) {
+		if err != nil && isTimeout(err) && !respDeadline.IsZero() && time.Now().Before(respDeadline) {
 			uc.rdl = respDeadline
 			uc.conn.SetReadDeadline(respDeadline)
 			continue
@@ -469,7 +484,7 @@ func (cc *clientConn) bodyFailure(h *Handler, ex *exchange, err error) (outcome,
 
 // sendBody streams the request body to the server; it runs beside the response reader so that
 // 100-continue, early responses and full-duplex servers work.
-func (cc *clientConn) sendBody(h *Handler, ex *exchange, uc *upConn, done chan<- error) {
+func (cc *clientConn) sendBody(h *Handler, ex *exchange, uc *upConn, responseTO time.Duration, done chan<- error) {
 	p := pipe{src: &cc.rd, dst: uc.conn, dw: uc.bw, timeout: h.idleTimeout()}
 	p.refresh() // the connection still has the short idle-wait deadline
 	var err error
@@ -480,6 +495,9 @@ func (cc *clientConn) sendBody(h *Handler, ex *exchange, uc *upConn, done chan<-
 	}
 	if err == nil {
 		err = uc.bw.Flush()
+	}
+	if err == nil {
+		uc.conn.SetReadDeadline(time.Now().Add(responseTO))
 	}
 	if p.touched {
 		// A pooled connection must not keep this transfer's write deadline.
@@ -705,10 +723,13 @@ func (cc *clientConn) writeRequestHead(w *writer, h *Handler, ex *exchange, rt *
 		w.Write(ip)
 		w.WriteString("\r\n")
 	}
-	w.WriteString("X-Forwarded-Proto: ")
-	w.WriteString(h.Scheme)
-	w.WriteString("\r\n")
-	if len(req.host) > 0 {
+	// A route that sets or removes one of these fields owns it (say, behind a TLS terminator).
+	if !ops.removesName("x-forwarded-proto") {
+		w.WriteString("X-Forwarded-Proto: ")
+		w.WriteString(h.Scheme)
+		w.WriteString("\r\n")
+	}
+	if len(req.host) > 0 && !ops.removesName("x-forwarded-host") {
 		w.WriteString("X-Forwarded-Host: ")
 		w.Write(req.host)
 		w.WriteString("\r\n")

@@ -122,6 +122,9 @@ func compileRoute(rc config.Route, backends map[string]*Backend) (*Route, error)
 	m := rc.Match
 	for _, h := range m.Host {
 		h = strings.ToLower(strings.TrimSuffix(h, "."))
+		if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
+			h = "[" + h + "]" // requests carry IPv6 literals in brackets
+		}
 		if strings.HasPrefix(h, "*.") {
 			r.hostSuffix = append(r.hostSuffix, h[1:])
 		} else {

@@ -90,14 +90,14 @@ type Server struct {
 
 	mu        sync.Mutex
 	conns     map[*clientConn]struct{}
-	listeners map[net.Listener]struct{}
+	listeners map[net.Listener]*lnState
 	closing   atomic.Bool
 	wg        sync.WaitGroup
 }
 
 // NewServer returns a server that uses h until SetHandler replaces it.
 func NewServer(h *Handler) *Server {
-	s := &Server{conns: make(map[*clientConn]struct{}), listeners: make(map[net.Listener]struct{})}
+	s := &Server{conns: make(map[*clientConn]struct{}), listeners: make(map[net.Listener]*lnState)}
 	s.h.Store(h)
 	return s
 }
@@ -111,6 +111,32 @@ func (s *Server) Handler() *Handler { return s.h.Load() }
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("l7: server closed")
 
+// lnState is one listener being served.
+type lnState struct {
+	detached atomic.Bool
+	done     chan struct{} // closed when Serve returns
+}
+
+// Detach stops accepting on ln without closing it, and returns once Serve(ln) has returned, so a
+// reload can hand the listening socket to another frontend without refusing a connection.
+func (s *Server) Detach(ln net.Listener) {
+	s.mu.Lock()
+	st := s.listeners[ln]
+	s.mu.Unlock()
+	if st == nil {
+		return
+	}
+	st.detached.Store(true)
+	dl, ok := ln.(interface{ SetDeadline(time.Time) error })
+	if ok {
+		dl.SetDeadline(time.Now()) // wake Accept
+	}
+	<-st.done
+	if ok {
+		dl.SetDeadline(time.Time{})
+	}
+}
+
 // Serve accepts connections on ln until the listener fails or Shutdown is called.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
@@ -118,17 +144,22 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return ErrServerClosed
 	}
-	s.listeners[ln] = struct{}{}
+	st := &lnState{done: make(chan struct{})}
+	s.listeners[ln] = st
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)
 		s.mu.Unlock()
+		close(st.done)
 	}()
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
+			if st.detached.Load() {
+				return nil
+			}
 			if s.closing.Load() {
 				return ErrServerClosed
 			}

@@ -277,3 +277,47 @@ func TestE2EResponseHopByHop(t *testing.T) {
 		}
 	}
 }
+
+// TestE2ERouteOwnsForwardedFields: a route that sets X-Forwarded-Proto/-Host (waage behind a TLS
+// terminator) or removes them replaces waage's own values instead of sending two fields.
+func TestE2ERouteOwnsForwardedFields(t *testing.T) {
+	t.Parallel()
+	b, seen := captureBackend(t, nil)
+	rt := startWaage(t, `
+frontends:
+  - name: web
+    listen: ["127.0.0.1:0"]
+    routes:
+      - name: tls-behind
+        match: {host: set.test}
+        backend: b
+        request_headers:
+          set: {X-Forwarded-Proto: https, X-Forwarded-Host: www.example.com}
+      - name: bare
+        match: {host: rm.test}
+        backend: b
+        request_headers:
+          remove: [X-Forwarded-Proto, X-Forwarded-Host, Forwarded]
+backends:
+  - name: b
+    servers: [{name: s1, address: "`+b.addr+`"}]
+`)
+	rc := dialRaw(t, feAddr(t, rt, "web"))
+	rc.mustDo(t, get("/", "set.test"))
+	rc.mustDo(t, get("/", "rm.test", "X-Forwarded-Proto: spoofed"))
+	all := seen()
+	if len(all) != 2 {
+		t.Fatalf("backend saw %d requests", len(all))
+	}
+	if v := all[0].header.Values("X-Forwarded-Proto"); len(v) != 1 || v[0] != "https" {
+		t.Errorf("set X-Forwarded-Proto: server saw %q", v)
+	}
+	if v := all[0].header.Values("X-Forwarded-Host"); len(v) != 1 || v[0] != "www.example.com" {
+		t.Errorf("set X-Forwarded-Host: server saw %q", v)
+	}
+	for _, f := range []string{"X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded"} {
+		if v := all[1].header.Values(f); len(v) != 0 {
+			t.Errorf("removed %s: server saw %q", f, v)
+		}
+	}
+}

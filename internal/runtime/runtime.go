@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"sync"
 	"time"
 
@@ -29,15 +30,35 @@ type Runtime struct {
 	registry  *backend.Registry
 	transport *l7.Transport
 	frontends map[string]*frontend
+	listeners map[string]*boundListener // by listenKey
 	backends  map[string]*l7.Backend
 	access    *accessSink
 }
 
-// frontend is one running HTTP frontend with its listeners by configured address.
+// frontend is one running HTTP frontend.
 type frontend struct {
-	name      string
-	srv       *l7.Server
-	listeners map[string]net.Listener
+	name string
+	srv  *l7.Server
+}
+
+// boundListener is one listening socket and the frontend serving it.
+type boundListener struct {
+	ln    net.Listener
+	owner *frontend
+}
+
+// listenKey identifies a listening socket across reloads: the address it binds, in canonical
+// form ("localhost:80" and "127.0.0.1:80" are one socket). Port 0 means a fresh port each time it
+// is opened, so it is keyed by frontend and text and kept as long as that entry stays.
+func listenKey(frontend, addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "0" {
+		return frontend + "|" + addr
+	}
+	if a, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(host, port)); err == nil {
+		return a.String()
+	}
+	return addr
 }
 
 // accessSink is the open access log and what it writes to.
@@ -57,6 +78,7 @@ func New(logger *slog.Logger) *Runtime {
 		registry:  backend.NewRegistry(),
 		transport: l7.NewTransport(),
 		frontends: make(map[string]*frontend),
+		listeners: make(map[string]*boundListener),
 	}
 }
 
@@ -71,7 +93,7 @@ func Check(cfg *config.Config) error {
 	}
 	t := l7.NewTransport()
 	defer t.Close()
-	backends, err := buildBackends(cfg, backend.NewRegistry(), t)
+	backends, _, err := buildBackends(cfg, backend.NewRegistry(), t)
 	if err != nil {
 		errs = append(errs, err)
 	} else {
@@ -84,32 +106,51 @@ func Check(cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
+// Warnings lists what a valid configuration asks for that this build does not do yet, for the
+// log at start and reload and for `waage validate`.
+func Warnings(cfg *config.Config) []string {
+	var ws []string
+	if cfg.Admin.Listen != "" {
+		ws = append(ws, "admin.listen is set, but this version has no admin API yet; nothing listens on "+cfg.Admin.Listen)
+	}
+	return ws
+}
+
 // buildBackends compiles every backend, taking server state from the registry: a server the
-// registry already knew keeps its live state; a new one starts with the configured weight and state.
-func buildBackends(cfg *config.Config, reg *backend.Registry, t *l7.Transport) (map[string]*l7.Backend, error) {
+// registry already knew keeps its live state (health, in-flight, counters, and any weight or state
+// an operator set that the file did not change); configured weight and state apply when new or
+// changed.
+//
+// The configured values are applied by the returned commit function, so a reload that fails later
+// changes nothing.
+func buildBackends(cfg *config.Config, reg *backend.Registry, t *l7.Transport) (map[string]*l7.Backend, func(), error) {
 	out := make(map[string]*l7.Backend, len(cfg.Backends))
+	var commits []func()
+	commit := func() {
+		for _, c := range commits {
+			c()
+		}
+	}
 	for _, bc := range cfg.Backends {
 		servers := make([]*backend.Server, 0, len(bc.Servers))
 		for _, sc := range bc.Servers {
-			s, fresh := reg.Server(backend.Key{Backend: bc.Name, Name: sc.Name, Address: sc.Address})
-			if fresh {
-				s.SetWeight(sc.WeightOr(1))
-				st, err := backend.ParseState(sc.State)
-				if err != nil {
-					return nil, fmt.Errorf("backend %q: server %q: %w", bc.Name, sc.Name, err)
-				}
-				s.SetState(st)
+			s, _ := reg.Server(backend.Key{Backend: bc.Name, Name: sc.Name, Address: sc.Address})
+			st, err := backend.ParseState(sc.State)
+			if err != nil {
+				return nil, nil, fmt.Errorf("backend %q: server %q: %w", bc.Name, sc.Name, err)
 			}
+			w := sc.WeightOr(1)
+			commits = append(commits, func() { s.ApplyConfig(w, st) })
 			s.Backup = sc.Backup
 			servers = append(servers, s)
 		}
 		b, err := l7.NewBackend(bc, servers, t)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out[bc.Name] = b
 	}
-	return out, nil
+	return out, commit, nil
 }
 
 // Apply starts cfg, or reloads to it. On any error nothing changes and the old configuration keeps
@@ -121,7 +162,7 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 
-	backends, err := buildBackends(cfg, r.registry, r.transport)
+	backends, commitServers, err := buildBackends(cfg, r.registry, r.transport)
 	if err != nil {
 		return err
 	}
@@ -151,61 +192,66 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	}
 
 	// Open every new listener before touching the running ones, so a port conflict aborts cleanly.
-	opened := make(map[string]map[string]net.Listener)
-	closeOpened := func() {
-		for _, m := range opened {
-			for _, ln := range m {
-				ln.Close()
-			}
-		}
-	}
+	// Listeners are keyed by the address they bind, not by frontend, so an address that moves to
+	// another frontend (or a renamed frontend) keeps its socket.
+	opened := make(map[string]net.Listener)
 	for _, fe := range cfg.Frontends {
-		old := r.frontends[fe.Name]
 		for _, addr := range fe.Listen {
-			if old != nil && old.listeners[addr] != nil {
+			key := listenKey(fe.Name, addr)
+			if r.listeners[key] != nil || opened[key] != nil {
 				continue
 			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
-				closeOpened()
+				for _, ln := range opened {
+					ln.Close()
+				}
 				if access != nil && access != r.access {
 					access.close()
 				}
 				return fmt.Errorf("frontend %q: listen %s: %w", fe.Name, addr, err)
 			}
-			if opened[fe.Name] == nil {
-				opened[fe.Name] = make(map[string]net.Listener)
-			}
-			opened[fe.Name][addr] = ln
+			opened[key] = ln
 		}
 	}
 
-	// Commit: swap handlers, start new listeners, stop removed ones.
+	// Commit: server settings, then swap handlers, move, start and stop listeners.
+	commitServers()
 	keep := make(map[string]bool, len(cfg.Frontends))
+	want := make(map[string]bool)
 	for _, fe := range cfg.Frontends {
 		keep[fe.Name] = true
 		f := r.frontends[fe.Name]
 		if f == nil {
-			f = &frontend{name: fe.Name, srv: l7.NewServer(handlers[fe.Name]), listeners: make(map[string]net.Listener)}
+			f = &frontend{name: fe.Name, srv: l7.NewServer(handlers[fe.Name])}
 			r.frontends[fe.Name] = f
 		} else {
 			f.srv.SetHandler(handlers[fe.Name])
 		}
-		want := make(map[string]bool, len(fe.Listen))
 		for _, addr := range fe.Listen {
-			want[addr] = true
-		}
-		for addr, ln := range f.listeners {
-			if !want[addr] {
-				ln.Close()
-				delete(f.listeners, addr)
-				r.logger.Info("listener closed", "frontend", fe.Name, "addr", addr)
+			key := listenKey(fe.Name, addr)
+			want[key] = true
+			bl := r.listeners[key]
+			switch {
+			case bl == nil:
+				bl = &boundListener{ln: opened[key], owner: f}
+				r.listeners[key] = bl
+				r.logger.Info("listening", "frontend", fe.Name, "addr", bl.ln.Addr().String())
+			case bl.owner != f:
+				bl.owner.srv.Detach(bl.ln)
+				r.logger.Info("listener moved", "addr", bl.ln.Addr().String(), "from", bl.owner.name, "to", fe.Name)
+				bl.owner = f
+			default:
+				continue
 			}
+			go r.serve(f, bl.ln)
 		}
-		for addr, ln := range opened[fe.Name] {
-			f.listeners[addr] = ln
-			go r.serve(f, ln)
-			r.logger.Info("listening", "frontend", fe.Name, "addr", ln.Addr().String())
+	}
+	for key, bl := range r.listeners {
+		if !want[key] {
+			bl.ln.Close()
+			delete(r.listeners, key)
+			r.logger.Info("listener closed", "frontend", bl.owner.name, "addr", bl.ln.Addr().String())
 		}
 	}
 	for name, f := range r.frontends {
@@ -249,7 +295,8 @@ func (r *Runtime) serve(f *frontend, ln net.Listener) {
 	}
 }
 
-// openAccess returns the access log sink for lc, reusing the current one when unchanged.
+// openAccess returns the access log sink for lc. stdout and stderr are reused when unchanged; a
+// file is opened again on every reload, so `kill -HUP` after logrotate moved it starts a new file.
 func (r *Runtime) openAccess(lc config.Log) (*accessSink, error) {
 	target := lc.Access
 	if target == "" {
@@ -258,7 +305,8 @@ func (r *Runtime) openAccess(lc config.Log) (*accessSink, error) {
 	if target == "off" {
 		return nil, nil
 	}
-	if r.access != nil && r.access.target == target && r.access.format == lc.AccessFormat {
+	if r.access != nil && r.access.target == target && r.access.format == lc.AccessFormat &&
+		(target == "stdout" || target == "stderr") {
 		return r.access, nil
 	}
 	s := &accessSink{target: target, format: lc.AccessFormat}
@@ -290,14 +338,13 @@ func (s *accessSink) close() {
 func (r *Runtime) Addrs(frontend string) []net.Addr {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	f := r.frontends[frontend]
-	if f == nil {
-		return nil
-	}
 	var out []net.Addr
-	for _, ln := range f.listeners {
-		out = append(out, ln.Addr())
+	for _, bl := range r.listeners {
+		if bl.owner.name == frontend {
+			out = append(out, bl.ln.Addr())
+		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
 
