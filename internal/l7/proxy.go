@@ -387,6 +387,7 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 			continue
 		}
 		if err != nil {
+			received := uc.rd.w > 0 // part of a head arrived before the failure
 			if bodyDone != nil {
 				if berr := cc.abortBody(uc, bodyDone); berr != nil {
 					uc.close()
@@ -399,7 +400,7 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 				h.logger().Warn("server response timeout", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "timeout", b.responseTO)
 				return outDone, cc.respondError(h, ex, 504, "the server did not answer in time", true)
 			}
-			if uc.rd.r == 0 && uc.rd.w == 0 && !hasBody {
+			if !received && !hasBody {
 				return cc.beforeResponseFailure(h, ex, b, srv, uc, canRetry, err)
 			}
 			srv.Failures.Add(1)
@@ -561,16 +562,18 @@ func (cc *clientConn) relayResponse(h *Handler, ex *exchange, rt *Route, b *Back
 			keep = false // HTTP/1.0 client: de-chunk and close to delimit
 		}
 	}
+	bodyFailed := false
 	if bodyDone != nil {
 		select {
 		case err := <-bodyDone:
 			bodyDone = nil
-			if err != nil {
-				keep = false
-			}
+			bodyFailed = err != nil
 		default:
 			// Still streaming: full-duplex servers answer while they read. Decided at the end.
 		}
+	}
+	if bodyFailed {
+		keep = false
 	}
 	w := cc.writer()
 	cc.armWrite(ex.now, h.idleTimeout())
@@ -595,7 +598,7 @@ func (cc *clientConn) relayResponse(h *Handler, ex *exchange, rt *Route, b *Back
 		uc.rdl = time.Time{}
 		cc.wdl = time.Time{}
 	}
-	reuse := err == nil && !resp.close && !untilClose && !req.upgrade
+	reuse := err == nil && !resp.close && !untilClose && !req.upgrade && !bodyFailed
 	if bodyDone != nil && cc.finishBody(uc, bodyDone) != nil {
 		keep, reuse = false, false
 	}

@@ -331,8 +331,8 @@ const (
 	waitClosed                   // closed, timed out or shutting down
 )
 
-// maxGraceHolders bounds how many idle connections may keep their buffers and goroutine during
-// idleGrace (about 12 KiB each). Beyond it, idle connections park at once, so memory stays flat
+// maxGraceHolders bounds how many idle connections may keep their read buffer and goroutine during
+// idleGrace (about 20 KiB each). Beyond it, idle connections park at once, so memory stays flat
 // with any number of idle clients while busy keep-alive connections skip the parking round trip.
 const maxGraceHolders = 256
 
@@ -366,6 +366,8 @@ func (cc *clientConn) awaitRequest(h *Handler) waitResult {
 		cc.waitStart = time.Time{}
 		return waitReady
 	}
+	// The write buffer is empty between responses; only the read buffer waits with the connection.
+	cc.releaseWriter()
 	if graceHolders.Add(1) <= maxGraceHolders {
 		grace := idleGrace
 		if idle < grace {
