@@ -204,6 +204,7 @@ func (cc *clientConn) respondError(h *Handler, ex *exchange, status int, msg str
 	w.WriteString(strconv.Itoa(len(body)))
 	if closeConn || ex.req.close {
 		closeConn = true
+		cc.linger = true // the client may still be sending what we refused
 		w.WriteString("\r\nConnection: close")
 	}
 	w.WriteString("\r\n\r\n")
@@ -498,17 +499,26 @@ func (cc *clientConn) sendBody(h *Handler, ex *exchange, uc *upConn, responseTO 
 		err = uc.bw.Flush()
 	}
 	if err == nil {
+		// The request is complete: from now on the server has the response timeout to answer.
 		uc.conn.SetReadDeadline(time.Now().Add(responseTO))
 	}
 	if p.touched {
 		// A pooled connection must not keep this transfer's write deadline.
 		uc.conn.SetWriteDeadline(time.Time{})
 	}
-	// Report first, then unblock the response reader (the server will never see a complete
-	// request): the reader wakes up to find the body's own error, not a guess.
+	// Report first, then, when the client side failed (gone, too slow, bad framing), unblock the
+	// response reader: the server will never see a complete request. When writing to the server
+	// failed, the server closed on its own, perhaps after an early answer (413) that the reader
+	// must still get; the server's close ends the reader's wait.
 	done <- err
-	if err != nil {
+	var se *statusError
+	switch {
+	case err == nil:
+	case errors.As(err, &se) || errors.As(err, new(errPeerRead)):
 		uc.conn.Close()
+	default:
+		// A server that stopped reading without closing gets the response timeout to answer.
+		uc.conn.SetReadDeadline(time.Now().Add(responseTO))
 	}
 }
 
@@ -523,6 +533,7 @@ func (cc *clientConn) abortBody(uc *upConn, done chan error) error {
 	cc.c.SetReadDeadline(time.Now())
 	uc.conn.Close()
 	<-done
+	cc.linger = true
 	return errBodyAborted
 }
 
@@ -590,10 +601,6 @@ func (cc *clientConn) relayResponse(h *Handler, ex *exchange, rt *Route, b *Back
 	default:
 		err = p.copyToEOF()
 	}
-	if err == nil {
-		err = w.Flush()
-	}
-	ex.sent = p.n
 	if p.touched {
 		uc.rdl = time.Time{}
 		cc.wdl = time.Time{}
@@ -602,6 +609,17 @@ func (cc *clientConn) relayResponse(h *Handler, ex *exchange, rt *Route, b *Back
 	if bodyDone != nil && cc.finishBody(uc, bodyDone) != nil {
 		keep, reuse = false, false
 	}
+	// The server's part is over: its connection goes back to the pool before the last bytes go to
+	// the client, so the client's next request (on any connection) finds it there.
+	if reuse {
+		uc.p.put(uc, ex.now)
+	} else {
+		uc.close()
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	ex.sent = p.n
 	if err != nil {
 		keep = false
 		var pe errPeerRead
@@ -609,11 +627,6 @@ func (cc *clientConn) relayResponse(h *Handler, ex *exchange, rt *Route, b *Back
 			srv.Failures.Add(1)
 			h.logger().Warn("server response body failed", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "err", err)
 		}
-	}
-	if reuse {
-		uc.p.put(uc, ex.now)
-	} else {
-		uc.close()
 	}
 	cc.s.Stats.Status[resp.status/100].Add(1)
 	cc.finishLog(h, ex)

@@ -264,9 +264,13 @@ type clientConn struct {
 	// current idle wait began (zero while a request is in progress).
 	rdl       time.Time
 	waitStart time.Time
-	resumed   bool      // set by the parker: the socket is readable
-	wdl       time.Time // write deadline currently set
-	busy      atomic.Bool
+	resumed   bool // set by the parker: the socket is readable
+	// linger asks close to drain what the client may still be sending (a request body nobody
+	// read) before closing, so its unread bytes do not turn the close into a reset that destroys
+	// the response in flight.
+	linger bool
+	wdl    time.Time // write deadline currently set
+	busy   atomic.Bool
 }
 
 // idleGrace is how long an idle keep-alive connection keeps its buffers before giving them back.
@@ -311,6 +315,9 @@ func (cc *clientConn) serve() {
 
 func (cc *clientConn) close() {
 	cc.w.Flush()
+	if cc.linger {
+		cc.lingerClose()
+	}
 	cc.c.Close()
 	cc.w.n = 0
 	cc.w.release()
@@ -321,6 +328,37 @@ func (cc *clientConn) close() {
 	delete(cc.s.conns, cc)
 	cc.s.mu.Unlock()
 	cc.s.wg.Done()
+}
+
+// Lingering close, as nginx's lingering_close: after the response, half-close, then discard what
+// the client still sends for at most lingerTime, giving up after lingerQuiet without a byte.
+const (
+	lingerTime  = 2 * time.Second
+	lingerQuiet = 500 * time.Millisecond
+)
+
+func (cc *clientConn) lingerClose() {
+	cw, ok := cc.c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	end := time.Now().Add(lingerTime)
+	bp := smallBufs.Get().(*[]byte)
+	defer smallBufs.Put(bp)
+	for {
+		now := time.Now()
+		if !now.Before(end) {
+			return
+		}
+		d := now.Add(lingerQuiet)
+		if d.After(end) {
+			d = end
+		}
+		cc.c.SetReadDeadline(d)
+		if _, err := cc.c.Read(*bp); err != nil {
+			return
+		}
+	}
 }
 
 type waitResult uint8
