@@ -390,7 +390,9 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 		if err != nil {
 			received := uc.rd.w > 0 // part of a head arrived before the failure
 			if bodyDone != nil {
-				if berr := cc.abortBody(uc, bodyDone); berr != nil {
+				// A failure on the client's side answers for itself (400, 408); a server that
+				// neither read the body nor answered in time is a 504 below.
+				if berr := cc.abortBody(uc, bodyDone); berr != nil && (clientSide(berr) || !isTimeout(err)) {
 					uc.close()
 					return cc.bodyFailure(h, ex, berr)
 				}
@@ -511,15 +513,22 @@ func (cc *clientConn) sendBody(h *Handler, ex *exchange, uc *upConn, responseTO 
 	// failed, the server closed on its own, perhaps after an early answer (413) that the reader
 	// must still get; the server's close ends the reader's wait.
 	done <- err
-	var se *statusError
 	switch {
 	case err == nil:
-	case errors.As(err, &se) || errors.As(err, new(errPeerRead)):
+	case clientSide(err):
 		uc.conn.Close()
 	default:
 		// A server that stopped reading without closing gets the response timeout to answer.
 		uc.conn.SetReadDeadline(time.Now().Add(responseTO))
 	}
+}
+
+// clientSide reports whether a body transfer failed on the client's side: the client went away,
+// was too slow, or framed the body wrongly.
+func clientSide(err error) bool {
+	var se *statusError
+	var pe errPeerRead
+	return errors.As(err, &se) || errors.As(err, &pe)
 }
 
 // abortBody stops a body transfer still in progress and returns its error (nil if it had
