@@ -40,6 +40,7 @@ var errHeadTooLarge = errors.New("head too large")
 // head parser needs the head contiguous and because idle connections must not keep a buffer.
 type reader struct {
 	conn net.Conn
+	raw  *rawIO // nil: use conn
 	pool *sync.Pool // where buffers come from (size class)
 	bp   *[]byte    // nil while released
 	r, w int
@@ -92,7 +93,13 @@ func (rd *reader) fill(limit int) error {
 		rd.bp = nb
 		buf = *nb
 	}
-	n, err := rd.conn.Read(buf[rd.w:])
+	var n int
+	var err error
+	if rd.raw != nil {
+		n, err = rd.raw.read(buf[rd.w:])
+	} else {
+		n, err = rd.conn.Read(buf[rd.w:])
+	}
 	rd.w += n
 	if err != nil {
 		if n > 0 {

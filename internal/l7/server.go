@@ -193,6 +193,8 @@ func (s *Server) ServeConn(c net.Conn) {
 	cc.rd.conn = c
 	cc.rd.pool = &smallBufs
 	cc.w.conn = c
+	cc.rd.raw = newRawIO(c)
+	cc.w.raw = cc.rd.raw
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		cc.remote = ap.Addr().Unmap()
 	}

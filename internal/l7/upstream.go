@@ -240,6 +240,8 @@ func (p *pool) dial(ctx context.Context, timeout time.Duration) (*upConn, error)
 	uc.rd.conn = c
 	uc.rd.pool = &upBufs
 	uc.w.conn = c
+	uc.rd.raw = newRawIO(c)
+	uc.w.raw = uc.rd.raw
 	uc.bw = &uc.w
 	return uc, nil
 }

@@ -24,6 +24,7 @@ var (
 // and the connection idles.
 type writer struct {
 	conn net.Conn
+	raw  *rawIO // nil: use conn
 	bp   *[]byte // nil while released
 	n    int     // bytes buffered
 	vec  [2][]byte
@@ -61,14 +62,11 @@ func (w *writer) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if w.n == 0 {
-		n, err := w.conn.Write(p)
+		n, err := w.send(nil, p)
 		w.err = err
 		return n, err
 	}
-	w.vec[0], w.vec[1] = buf[:w.n], p
-	w.bufs = w.vec[:]
-	_, err := w.bufs.WriteTo(w.conn)
-	w.vec[0], w.vec[1], w.bufs = nil, nil, nil
+	_, err := w.send(buf[:w.n], p)
 	w.n = 0
 	if err != nil {
 		w.err = err
@@ -122,10 +120,28 @@ func (w *writer) Flush() error {
 	if w.n == 0 {
 		return nil
 	}
-	_, err := w.conn.Write((*w.bp)[:w.n])
+	_, err := w.send((*w.bp)[:w.n], nil)
 	w.n = 0
 	w.err = err
 	return err
+}
+
+// send writes a and then b, in one writev when both are non-empty.
+func (w *writer) send(a, b []byte) (int, error) {
+	if w.raw != nil {
+		return w.raw.write(a, b)
+	}
+	switch {
+	case len(a) == 0:
+		return w.conn.Write(b)
+	case len(b) == 0:
+		return w.conn.Write(a)
+	}
+	w.vec[0], w.vec[1] = a, b
+	w.bufs = w.vec[:]
+	n, err := w.bufs.WriteTo(w.conn)
+	w.vec[0], w.vec[1], w.bufs = nil, nil, nil
+	return int(n), err
 }
 
 // reset points the writer at a connection, dropping anything buffered and any error.

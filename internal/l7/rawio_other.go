@@ -1,0 +1,14 @@
+//go:build !linux
+
+package l7
+
+import "net"
+
+// rawIO is the raw-syscall socket I/O of rawio_linux.go; elsewhere net.Conn is used.
+type rawIO struct{}
+
+func newRawIO(net.Conn) *rawIO { return nil }
+
+func (*rawIO) read([]byte) (int, error) { panic("unreachable") }
+
+func (*rawIO) write(a, b []byte) (int, error) { panic("unreachable") }
