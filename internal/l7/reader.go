@@ -40,7 +40,7 @@ var errHeadTooLarge = errors.New("head too large")
 // head parser needs the head contiguous and because idle connections must not keep a buffer.
 type reader struct {
 	conn net.Conn
-	raw  *rawIO // nil: use conn
+	raw  *rawIO     // nil: use conn
 	pool *sync.Pool // where buffers come from (size class)
 	bp   *[]byte    // nil while released
 	r, w int

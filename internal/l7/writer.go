@@ -24,7 +24,7 @@ var (
 // and the connection idles.
 type writer struct {
 	conn net.Conn
-	raw  *rawIO // nil: use conn
+	raw  *rawIO  // nil: use conn
 	bp   *[]byte // nil while released
 	n    int     // bytes buffered
 	vec  [2][]byte
