@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/waage/waage/internal/backend"
+	"github.com/waage/waage/internal/demo"
 )
 
 // badServer answers every request with raw bytes chosen by the request path.
@@ -275,8 +276,9 @@ var badRequests = []struct {
 	{"unknown expectation", "GET / HTTP/1.1\r\nHost: bad.test\r\nExpect: something\r\n\r\n", 417},
 }
 
-func TestE2EBadRequests(t *testing.T) {
-	t.Parallel()
+// startGoodBad runs waage with host good.test routed to demo backend "good" and everything else
+// to "bad", whose request count must stay 0 when only refused requests go there.
+func startGoodBad(t *testing.T) ([]*demo.Backend, string) {
 	bs := startDemo(t, "good", "bad")
 	rt := startWaage(t, `
 frontends:
@@ -289,7 +291,12 @@ backends:
   - {name: good, servers: [{name: s1, address: "`+bs[0].Addr+`"}]}
   - {name: bad, servers: [{name: s1, address: "`+bs[1].Addr+`"}]}
 `)
-	addr := feAddr(t, rt, "web")
+	return bs, feAddr(t, rt, "web")
+}
+
+func TestE2EBadRequests(t *testing.T) {
+	t.Parallel()
+	bs, addr := startGoodBad(t)
 	stop := backgroundLoad(addr, "good.test", "/", 5000)
 	for _, tc := range badRequests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -321,19 +328,7 @@ backends:
 // traffic on the same frontend.
 func TestE2EBadRequestsConcurrent(t *testing.T) {
 	t.Parallel()
-	bs := startDemo(t, "good", "bad")
-	rt := startWaage(t, `
-frontends:
-  - name: web
-    listen: ["127.0.0.1:0"]
-    routes:
-      - {name: good, match: {host: good.test}, backend: good}
-    default_backend: bad
-backends:
-  - {name: good, servers: [{name: s1, address: "`+bs[0].Addr+`"}]}
-  - {name: bad, servers: [{name: s1, address: "`+bs[1].Addr+`"}]}
-`)
-	addr := feAddr(t, rt, "web")
+	bs, addr := startGoodBad(t)
 	var stops []func() loadResult
 	for i := 0; i < 3; i++ {
 		stops = append(stops, backgroundLoad(addr, "good.test", "/", 3000))
