@@ -111,21 +111,6 @@ func (rd *reader) fill(limit int) error {
 	return nil
 }
 
-// Read implements io.Reader: buffered bytes first, then the connection directly.
-func (rd *reader) Read(p []byte) (int, error) {
-	if rd.r < rd.w {
-		n := copy(p, (*rd.bp)[rd.r:rd.w])
-		rd.r += n
-		return n, nil
-	}
-	if rd.err != nil {
-		err := rd.err
-		rd.err = nil
-		return 0, err
-	}
-	return rd.conn.Read(p)
-}
-
 // readLine returns the next line without its CRLF; a bare LF is an error (used for chunk framing,
 // where leniency invites smuggling). The slice is valid until the next read.
 func (rd *reader) readLine(limit int) ([]byte, error) {
@@ -165,6 +150,3 @@ func (rd *reader) readLine(limit int) ([]byte, error) {
 }
 
 var errBareLF = errors.New("line not terminated by CRLF")
-
-// discard skips n buffered bytes.
-func (rd *reader) discard(n int) { rd.r += n }
