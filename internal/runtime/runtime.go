@@ -85,12 +85,7 @@ func New(logger *slog.Logger) *Runtime {
 // Check compiles cfg as Apply would, without opening anything, so `waage validate` catches what
 // only the data path knows.
 func Check(cfg *config.Config) error {
-	var errs []error
-	for _, fe := range cfg.Frontends {
-		if fe.Mode != "" && fe.Mode != "http" {
-			errs = append(errs, fmt.Errorf("frontend %q: mode %q is not supported by this build of waage", fe.Name, fe.Mode))
-		}
-	}
+	errs := []error{checkModes(cfg)}
 	t := l7.NewTransport()
 	defer t.Close()
 	backends, _, err := buildBackends(cfg, backend.NewRegistry(), t)
@@ -101,6 +96,17 @@ func Check(cfg *config.Config) error {
 			if _, err := l7.NewRouter(fe, backends); err != nil {
 				errs = append(errs, err)
 			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkModes refuses frontend modes this build does not serve.
+func checkModes(cfg *config.Config) error {
+	var errs []error
+	for _, fe := range cfg.Frontends {
+		if fe.Mode != "" && fe.Mode != "http" {
+			errs = append(errs, fmt.Errorf("frontend %q: mode %q is not supported by this build of waage", fe.Name, fe.Mode))
 		}
 	}
 	return errors.Join(errs...)
@@ -155,8 +161,12 @@ func buildBackends(cfg *config.Config, reg *backend.Registry, t *l7.Transport) (
 
 // Apply starts cfg, or reloads to it. On any error nothing changes and the old configuration keeps
 // running.
+//
+// Apply compiles the backends and routers itself (the rest of Check), so a reload builds them
+// once; a build that fails part-way may leave new servers in the registry, which the next
+// successful Apply prunes.
 func (r *Runtime) Apply(cfg *config.Config) error {
-	if err := Check(cfg); err != nil {
+	if err := checkModes(cfg); err != nil {
 		return err
 	}
 	r.mu.Lock()
