@@ -205,9 +205,11 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	// Listeners are keyed by the address they bind, not by frontend, so an address that moves to
 	// another frontend (or a renamed frontend) keeps its socket.
 	opened := make(map[string]net.Listener)
+	lkeys := make(map[string][]string, len(cfg.Frontends)) // listenKey per frontend and address
 	for _, fe := range cfg.Frontends {
 		for _, addr := range fe.Listen {
 			key := listenKey(fe.Name, addr)
+			lkeys[fe.Name] = append(lkeys[fe.Name], key)
 			if r.listeners[key] != nil || opened[key] != nil {
 				continue
 			}
@@ -238,8 +240,7 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 		} else {
 			f.srv.SetHandler(handlers[fe.Name])
 		}
-		for _, addr := range fe.Listen {
-			key := listenKey(fe.Name, addr)
+		for _, key := range lkeys[fe.Name] {
 			want[key] = true
 			bl := r.listeners[key]
 			switch {
