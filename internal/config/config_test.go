@@ -77,11 +77,21 @@ func TestLoadFull(t *testing.T) {
 				Servers: []Server{
 					{Name: "s1", Address: "127.0.0.1:9001", Weight: ptr(1), State: "ready"},
 					{Name: "s2", Address: "127.0.0.1:9002", Weight: ptr(2), State: "drain"},
-					{Name: "s3", Address: "127.0.0.1:9003", Weight: ptr(1), State: "ready", Backup: true},
+					{Name: "s3", Address: "127.0.0.1:9003", Weight: ptr(1), State: "ready", Backup: true, HealthCheck: &HealthCheck{Port: 9903}},
 				},
 				Sticky:   &Sticky{Cookie: "WAAGE_SRV"},
 				Timeouts: BackendTimeouts{Connect: sec(2), Response: sec(60)},
 				Pool:     Pool{MaxIdle: -1, IdleTimeout: sec(30)},
+				HealthCheck: &HealthCheck{
+					Type: "http", Path: "/healthz", Method: "GET", ExpectStatus: StringList{"200"},
+					Interval: sec(2), Timeout: sec(1), Rise: 2, Fall: 3, Initial: "up",
+				},
+				OutlierDetection: OutlierDetection{
+					ConsecutiveFailures: ptr(5), Consecutive5xx: 10, BaseEjectionTime: sec(30),
+					MaxEjectionTime: sec(300), MaxEjectionPercent: ptr(0),
+				},
+				Retry:     Retry{Attempts: 3, OnStatus: []int{502, 503}, Budget: RetryBudget{Percent: ptr(0), MinPerSecond: ptr(10)}},
+				SlowStart: sec(30),
 			},
 			{
 				Name:      "api",
@@ -91,28 +101,43 @@ func TestLoadFull(t *testing.T) {
 					{Name: "[::1]:9101", Address: "[::1]:9101", Weight: ptr(1), State: "ready"},
 					{Name: "api-1.internal:9102", Address: "api-1.internal:9102", Weight: ptr(0), State: "maintenance"},
 				},
-				Timeouts: BackendTimeouts{Connect: sec(5), Response: sec(60)},
-				Pool:     Pool{MaxIdle: 64, IdleTimeout: sec(30)},
+				Timeouts:         BackendTimeouts{Connect: sec(5), Response: sec(60)},
+				Pool:             Pool{MaxIdle: 64, IdleTimeout: sec(30)},
+				OutlierDetection: defaultOutlier(),
+				Retry:            defaultRetry(),
 			},
 			{
-				Name:      "imap",
-				Algorithm: "round_robin",
-				Servers:   []Server{{Name: "127.0.0.1:143", Address: "127.0.0.1:143", Weight: ptr(1), State: "ready"}},
-				Timeouts:  BackendTimeouts{Connect: sec(5), Response: sec(60)},
-				Pool:      Pool{MaxIdle: 64, IdleTimeout: sec(30)},
+				Name:             "imap",
+				Algorithm:        "round_robin",
+				Servers:          []Server{{Name: "127.0.0.1:143", Address: "127.0.0.1:143", Weight: ptr(1), State: "ready"}},
+				Timeouts:         BackendTimeouts{Connect: sec(5), Response: sec(60)},
+				Pool:             Pool{MaxIdle: 64, IdleTimeout: sec(30)},
+				OutlierDetection: defaultOutlier(),
+				Retry:            defaultRetry(),
 			},
 			{
-				Name:      "wg",
-				Algorithm: "source_ip_hash",
-				Servers:   []Server{{Name: "127.0.0.1:51821", Address: "127.0.0.1:51821", Weight: ptr(1), State: "ready"}},
-				Timeouts:  BackendTimeouts{Connect: sec(5), Response: sec(60)},
-				Pool:      Pool{MaxIdle: 64, IdleTimeout: sec(30)},
+				Name:             "wg",
+				Algorithm:        "source_ip_hash",
+				Servers:          []Server{{Name: "127.0.0.1:51821", Address: "127.0.0.1:51821", Weight: ptr(1), State: "ready"}},
+				Timeouts:         BackendTimeouts{Connect: sec(5), Response: sec(60)},
+				Pool:             Pool{MaxIdle: 64, IdleTimeout: sec(30)},
+				OutlierDetection: defaultOutlier(),
+				Retry:            defaultRetry(),
 			},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load mismatch\n got: %+v\nwant: %+v", got, want)
 	}
+}
+
+func defaultOutlier() OutlierDetection {
+	return OutlierDetection{ConsecutiveFailures: ptr(5), BaseEjectionTime: Duration(30 * time.Second),
+		MaxEjectionTime: Duration(5 * time.Minute), MaxEjectionPercent: ptr(50)}
+}
+
+func defaultRetry() Retry {
+	return Retry{Attempts: 3, Budget: RetryBudget{Percent: ptr(20), MinPerSecond: ptr(10)}}
 }
 
 func TestLoadMissingFile(t *testing.T) {
@@ -155,7 +180,7 @@ backends:
 		path + ":7:29: frontends[0].routes[0].match.path_regex: error parsing regexp: missing closing ): `(`",
 		path + `:7:44: frontends[0].routes[0].match.methods[0]: method "get" must be upper case (GET)`,
 		path + `:8:18: frontends[0].routes[0].backend: backend "api" is not defined`,
-		path + `:12:37: backends[0].servers[0]: unknown key "wieght" (valid: name, address, weight, state, backup)`,
+		path + `:12:37: backends[0].servers[0]: unknown key "wieght" (valid: name, address, weight, state, backup, health_check)`,
 	}
 	if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, want) {
 		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -35,8 +35,12 @@ const (
 // The defaults: log level info, format text, access stdout, access_format combined; frontend mode
 // http, timeouts client_header 10s, client_idle 60s and tunnel 1h; route name "route<index>"; backend algorithm
 // round_robin, hash_key uri when the algorithm is hash, timeouts connect 5s and response 60s, pool
-// max_idle 64 (also for 0; -1 stays and disables pooling) and idle_timeout 30s; server name = its
-// address, weight 1, state ready.
+// max_idle 64 (also for 0; -1 stays and disables pooling) and idle_timeout 30s; health_check type
+// tcp, interval 2s, timeout 1s, rise 2, fall 3, initial up (http: method GET, path /, expect_status
+// 200-399); outlier_detection consecutive_failures 5, base_ejection_time 30s, max_ejection_time
+// 5m, max_ejection_percent 50; retry attempts 3, budget percent 20 and min_per_second 10; server
+// name = its address, weight 1, state ready. A server's health_check override is not defaulted
+// here: Backend.HealthCheckFor merges and defaults it.
 func (c *Config) ApplyDefaults() {
 	orDefault(&c.Log.Level, defaultLogLevel)
 	orDefault(&c.Log.Format, defaultLogFormat)
@@ -66,6 +70,11 @@ func (c *Config) ApplyDefaults() {
 		orDefault(&b.Timeouts.Response, Duration(defaultResponseTimeout))
 		orDefault(&b.Pool.MaxIdle, defaultPoolMaxIdle)
 		orDefault(&b.Pool.IdleTimeout, Duration(defaultPoolIdleTimeout))
+		if b.HealthCheck != nil {
+			b.HealthCheck.applyDefaults()
+		}
+		b.OutlierDetection.applyDefaults()
+		b.Retry.applyDefaults()
 		for k := range b.Servers {
 			s := &b.Servers[k]
 			orDefault(&s.Name, s.Address)

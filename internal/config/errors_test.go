@@ -42,7 +42,7 @@ var parseErrorCases = []struct {
 	{
 		name: "unknown nested key",
 		data: "backends:\n  - name: b\n    servers:\n      - address: \"h:1\"\n        wieght: 3\n",
-		want: []string{`t.yaml:5:9: backends[0].servers[0]: unknown key "wieght" (valid: name, address, weight, state, backup)`},
+		want: []string{`t.yaml:5:9: backends[0].servers[0]: unknown key "wieght" (valid: name, address, weight, state, backup, health_check)`},
 	},
 	{
 		name: "duplicate key",
@@ -426,6 +426,55 @@ var parseErrorCases = []struct {
 			"t.yaml:4:40: backends[0].pool.idle_timeout: must not be negative",
 		},
 	},
+	// Health checks, outlier detection, retries.
+	{
+		name: "health check fields",
+		data: "backends:\n  - name: b\n    servers: [{address: \"127.0.0.1:9000\"}]\n    health_check: {type: http, interval: 0s, rise: -1, initial: maybe, path: healthz, expect_status: [200, 399-200, abc], expect_body: \"~(\"}\n",
+		want: []string{
+			"t.yaml:4:42: backends[0].health_check.interval: must be greater than 0",
+			"t.yaml:4:52: backends[0].health_check.rise: must be at least 1",
+			"t.yaml:4:65: backends[0].health_check.initial: invalid value \"maybe\" (valid: up, down)",
+			"t.yaml:4:78: backends[0].health_check.path: must start with / and contain no spaces or control characters",
+			"t.yaml:4:108: backends[0].health_check.expect_status[1]: invalid status \"399-200\": want a status (200) or a range (200-399) within 100-599",
+			"t.yaml:4:117: backends[0].health_check.expect_status[2]: invalid status \"abc\": want a status (200) or a range (200-399) within 100-599",
+			"t.yaml:4:136: backends[0].health_check.expect_body: error parsing regexp: missing closing ): `(`",
+		},
+	},
+	{
+		name: "health check fields of another type",
+		data: "backends:\n  - name: b\n    servers: [{address: \"127.0.0.1:9000\"}, {address: \"127.0.0.1:9001\", health_check: {type: udp}}]\n    health_check: {type: tcp, path: /x, command: [x]}\n",
+		want: []string{
+			"t.yaml:3:86: backends[0].servers[1].health_check.send: is required for udp checks (send or send_hex)",
+			"t.yaml:4:37: backends[0].health_check.path: not used by tcp checks (used by http)",
+			"t.yaml:4:50: backends[0].health_check.command: not used by tcp checks (used by exec)",
+		},
+	},
+	{
+		name: "bad hex, icmp port",
+		data: "backends:\n  - name: b\n    servers: [{address: \"127.0.0.1:9000\", health_check: {type: icmp, port: 80}}, {address: \"127.0.0.1:9001\", health_check: {type: udp, send_hex: zz}}]\n    health_check: {type: exec, command: [/bin/true]}\n",
+		want: []string{
+			"t.yaml:3:76: backends[0].servers[0].health_check.port: not used by icmp checks (used by tcp, http, udp, exec)",
+			"t.yaml:3:146: backends[0].servers[1].health_check.send_hex: invalid hex: encoding/hex: invalid byte: U+007A 'z'",
+		},
+	},
+	{
+		name: "exec without command",
+		data: "backends:\n  - name: b\n    servers: [{address: \"127.0.0.1:9000\"}]\n    health_check: {type: exec}\n",
+		want: []string{"t.yaml:4:19: backends[0].health_check.command: is required for exec checks"},
+	},
+	{
+		name: "outlier detection and retry",
+		data: "backends:\n  - name: b\n    servers: [{address: \"127.0.0.1:9000\"}]\n    outlier_detection: {consecutive_failures: -1, base_ejection_time: 10s, max_ejection_time: 1s, max_ejection_percent: 101}\n    retry: {attempts: 0, on_status: [200], budget: {percent: -5}}\n    slow_start: -1s\n",
+		want: []string{
+			"t.yaml:4:47: backends[0].outlier_detection.consecutive_failures: must be 0 (off) or more",
+			"t.yaml:4:95: backends[0].outlier_detection.max_ejection_time: must not be less than base_ejection_time",
+			"t.yaml:4:121: backends[0].outlier_detection.max_ejection_percent: must be between 0 and 100",
+			"t.yaml:5:23: backends[0].retry.attempts: must be at least 1 (1 means no retries)",
+			"t.yaml:5:38: backends[0].retry.on_status[0]: must be a 4xx or 5xx status, got 200",
+			"t.yaml:5:62: backends[0].retry.budget.percent: must be between 0 and 100",
+			"t.yaml:6:17: backends[0].slow_start: must not be negative",
+		},
+	},
 }
 
 func TestParseErrors(t *testing.T) {
@@ -453,6 +502,7 @@ var parseValidCases = []struct {
 	data string
 }{
 	{name: "admin on localhost without token", data: "admin: {listen: \"localhost:9900\"}\n"},
+	{name: "health checks of every type", data: "backends:\n  - name: b\n    health_check: {type: http, path: /healthz, expect_status: [200, \"300-399\"], expect_body: \"~^ok\", headers: {X-Check: waage}, host: h.example, tls: {insecure_skip_verify: true}}\n    servers:\n      - {address: \"127.0.0.1:9000\"}\n      - {address: \"127.0.0.1:9001\", health_check: {type: tcp, send: \"PING\\r\\n\", expect: \"+PONG\"}}\n      - {address: \"127.0.0.1:9002\", health_check: {type: udp, send_hex: \"00 01\", address: 127.0.0.9}}\n      - {address: \"127.0.0.1:9003\", health_check: {type: icmp, initial: down}}\n      - {address: \"127.0.0.1:9004\", health_check: {type: exec, command: [/bin/true]}}\n      - {address: \"127.0.0.1:9005\", health_check: {type: none}}\n"},
 	{name: "admin on ::1 without token", data: "admin: {listen: \"[::1]:9900\"}\n"},
 	{name: "admin on 127.0.0.0/8 without token", data: "admin: {listen: \"127.1.2.3:9900\"}\n"},
 	{name: "admin off loopback with token", data: "admin: {listen: \"0.0.0.0:9900\", token: t}\n"},

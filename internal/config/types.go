@@ -118,6 +118,120 @@ type Backend struct {
 	Sticky   *Sticky         `yaml:"sticky"`
 	Timeouts BackendTimeouts `yaml:"timeouts"`
 	Pool     Pool            `yaml:"pool"`
+	// HealthCheck runs active checks against every server; absent, servers are assumed healthy
+	// and only outlier detection takes them out.
+	HealthCheck *HealthCheck `yaml:"health_check"`
+	// OutlierDetection ejects servers that fail real traffic (passive checks).
+	OutlierDetection OutlierDetection `yaml:"outlier_detection"`
+	// Retry bounds retries of failed requests on other servers.
+	Retry Retry `yaml:"retry"`
+	// SlowStart ramps the weight of a server that comes back (health restored, or out of
+	// maintenance) from a small share to its full weight over this time; 0 (default) is off.
+	SlowStart Duration `yaml:"slow_start"`
+}
+
+// HealthCheck configures the active checks of a backend's servers. A server's own health_check
+// overrides the fields it sets.
+type HealthCheck struct {
+	// Type: tcp (default) | http | icmp | udp | exec | none (no active checks for this server).
+	Type string `yaml:"type,omitempty"`
+	// Interval between checks of one server, with a small random jitter; default 2s.
+	Interval Duration `yaml:"interval,omitempty"`
+	// Timeout bounds one check; default 1s.
+	Timeout Duration `yaml:"timeout,omitempty"`
+	// Rise consecutive successes bring a down server up; default 2.
+	Rise int `yaml:"rise,omitempty"`
+	// Fall consecutive failures take an up server down; default 3.
+	Fall int `yaml:"fall,omitempty"`
+	// Initial is the state before the first verdict: up (default, so a restart does not
+	// black-hole traffic) | down (the server must pass rise checks first).
+	Initial string `yaml:"initial,omitempty"`
+	// Port checks this port instead of the server's.
+	Port int `yaml:"port,omitempty"`
+	// Address checks this host or host:port instead of the server's address.
+	Address string `yaml:"address,omitempty"`
+
+	// Method of the http check; default GET.
+	Method string `yaml:"method,omitempty"`
+	// Path of the http check, with an optional query; default /.
+	Path string `yaml:"path,omitempty"`
+	// Host header of the http check; default the checked address.
+	Host string `yaml:"host,omitempty"`
+	// Headers are added to the http check's request.
+	Headers StringMap `yaml:"headers,omitempty"`
+	// ExpectStatus lists accepted statuses and ranges ("200-399"); default 200-399.
+	ExpectStatus StringList `yaml:"expect_status,omitempty"`
+	// ExpectBody must occur in the response body (the first 64 KiB), or match "~regex".
+	ExpectBody string `yaml:"expect_body,omitempty"`
+	// TLS makes the http or tcp check speak TLS (tls: {} for the defaults).
+	TLS *ClientTLS `yaml:"tls,omitempty"`
+
+	// Send is written after connecting (tcp) or as the datagram (udp). YAML escapes such as
+	// "\r\n" and "\x00" work in double-quoted strings.
+	Send string `yaml:"send,omitempty"`
+	// SendHex is Send written as hex digits, for binary protocols (a DNS query).
+	SendHex string `yaml:"send_hex,omitempty"`
+	// Expect must occur in the reply, or match "~regex". For udp without Expect any reply passes.
+	Expect string `yaml:"expect,omitempty"`
+
+	// Command is the exec check: program and arguments, run with WAAGE_SERVER_ADDRESS,
+	// WAAGE_SERVER_HOST, WAAGE_SERVER_PORT, WAAGE_SERVER_NAME and WAAGE_BACKEND in its
+	// environment; exit status 0 is healthy; it is killed at the timeout.
+	Command []string `yaml:"command,omitempty"`
+}
+
+// ClientTLS configures TLS from waage to a server.
+type ClientTLS struct {
+	// ServerName is sent as SNI and verified; default the host of the address.
+	ServerName string `yaml:"server_name"`
+	// CA is a PEM bundle to verify the server with; default the system roots.
+	CA string `yaml:"ca"`
+	// InsecureSkipVerify accepts any certificate; only when said explicitly.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// Cert and Key are a client certificate for servers that require one.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// OutlierDetection ejects a server after consecutive failures of real traffic, for a time that
+// grows with each ejection.
+type OutlierDetection struct {
+	// ConsecutiveFailures (connect failures, resets, timeouts) eject a server; default 5, 0 off.
+	ConsecutiveFailures *int `yaml:"consecutive_failures"`
+	// Consecutive5xx counts 5xx answers as failures too and ejects after this many; 0 (default)
+	// is off.
+	Consecutive5xx int `yaml:"consecutive_5xx"`
+	// BaseEjectionTime is the first ejection's length; each further ejection adds it again;
+	// default 30s.
+	BaseEjectionTime Duration `yaml:"base_ejection_time"`
+	// MaxEjectionTime caps an ejection's length; default 5m. A server that stays clean this long
+	// starts again from the base time.
+	MaxEjectionTime Duration `yaml:"max_ejection_time"`
+	// MaxEjectionPercent caps the share of a backend's servers ejected at once (at least one
+	// server may always be ejected); default 50.
+	MaxEjectionPercent *int `yaml:"max_ejection_percent"`
+}
+
+// Retry configures retries on other servers. Connect failures are retried for every request, and
+// idempotent requests without a body also when the connection breaks before the response;
+// OnStatus adds retries on chosen statuses. Every retry draws on the budget.
+type Retry struct {
+	// Attempts is the most tries one request gets, the first included; default 3.
+	Attempts int `yaml:"attempts"`
+	// OnStatus retries idempotent requests without a body that got one of these statuses
+	// (opt-in; 502, 503, 504 are the usual ones).
+	OnStatus []int `yaml:"on_status"`
+	// Budget bounds retries so they cannot multiply the load of a struggling backend.
+	Budget RetryBudget `yaml:"budget"`
+}
+
+// RetryBudget allows retries up to Percent of the requests of the last 10 seconds, plus
+// MinPerSecond so that a quiet backend can still retry.
+type RetryBudget struct {
+	// Percent of requests that may be retries; default 20.
+	Percent *int `yaml:"percent"`
+	// MinPerSecond retries are always allowed; default 10.
+	MinPerSecond *int `yaml:"min_per_second"`
 }
 
 // Sticky pins a client to one server with a cookie that waage sets.
@@ -154,6 +268,9 @@ type Server struct {
 	State string `yaml:"state"`
 	// Backup servers take traffic only when no primary server is usable.
 	Backup bool `yaml:"backup"`
+	// HealthCheck overrides the fields of the backend's health check that it sets (a separate
+	// port, a different path, type none).
+	HealthCheck *HealthCheck `yaml:"health_check"`
 }
 
 // WeightOr returns the server's weight, or def when none was given.

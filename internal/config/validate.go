@@ -522,6 +522,7 @@ func (v *validator) backend(p string, b *Backend, seen map[string]string) {
 		v.errorf(p+".pool.max_idle", "must be -1 (no pooling), 0 (default) or more")
 	}
 	v.nonNegative(p+".pool.idle_timeout", b.Pool.IdleTimeout)
+	v.backendHealth(p, b)
 }
 
 // validHashKey accepts uri, header:NAME and cookie:NAME.
