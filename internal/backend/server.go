@@ -64,14 +64,32 @@ type Server struct {
 
 	weight   atomic.Int32
 	state    atomic.Int32
-	down     atomic.Bool // inverted so the zero value is healthy
+	down     atomic.Bool // active checks' verdict, inverted so the zero value is healthy
+	ejected  atomic.Bool // passive checks' verdict (outlier detection)
 	inflight atomic.Int64
 	ewma     atomic.Int64 // latency EWMA in nanoseconds; 0 = no sample yet
+
+	// slowStart is the ramp length in nanoseconds (0 = off); rampFrom is when the server last
+	// became available again (Unix nanoseconds; 0 = not ramping).
+	slowStart atomic.Int64
+	rampFrom  atomic.Int64
+
+	// Outlier-detection state, owned by package health: consecutive failures and 5xx answers,
+	// how many ejections in a row, when the last one ended, and a generation that lets a stale
+	// ejection timer recognise that a newer ejection replaced it.
+	ConsecutiveFailures atomic.Int32
+	Consecutive5xx      atomic.Int32
+	Ejections           atomic.Int32
+	LastEjectionEnd     atomic.Int64
+	EjectionGen         atomic.Uint64
 
 	// Requests counts requests or connections sent to the server.
 	Requests atomic.Uint64
 	// Failures counts failed attempts (connect errors, resets, timeouts, bad responses).
 	Failures atomic.Uint64
+	// Checks counts active health checks run against the server.
+	Checks    atomic.Uint64
+	lastCheck atomic.Pointer[CheckResult]
 
 	cfgMu     sync.Mutex
 	cfgSeen   bool
@@ -121,27 +139,121 @@ func (s *Server) SetWeight(w int) {
 	s.weight.Store(int32(w))
 }
 
+// WeightScale is the resolution of EffectiveWeight: a server at full strength has an effective
+// weight of Weight()*WeightScale, so that slow start can ramp even a weight-1 server in steps
+// (HAProxy scales its weights the same way). Every weighted algorithm compares weights only
+// with each other, so the scale changes no distribution.
+const WeightScale = 16
+
+// rampSteps is how many steps a slow start takes. The effective weight changes only at a step,
+// so smooth round robin (which restarts its rotation whenever a weight changes) sees a few dozen
+// changes per ramp rather than one per pick.
+const rampSteps = 20
+
+// EffectiveWeight is the weight the balancers use: Weight()*WeightScale, lowered while the server
+// ramps up after slow start began (a return from DOWN, ejection or maintenance).
+func (s *Server) EffectiveWeight() int64 {
+	full := int64(s.weight.Load()) * WeightScale
+	from := s.rampFrom.Load()
+	if from == 0 {
+		return full
+	}
+	ramp := s.slowStart.Load()
+	elapsed := time.Now().UnixNano() - from
+	if ramp <= 0 || elapsed >= ramp || elapsed < 0 {
+		s.rampFrom.CompareAndSwap(from, 0)
+		return full
+	}
+	step := elapsed*rampSteps/ramp + 1
+	return max(full*step/rampSteps, min(full, 1))
+}
+
+// SetSlowStart sets the ramp length a server gets when it becomes available again; 0 turns slow
+// start off (and ends a ramp in progress).
+func (s *Server) SetSlowStart(d time.Duration) {
+	s.slowStart.Store(int64(d))
+	if d <= 0 {
+		s.rampFrom.Store(0)
+	}
+}
+
+// Ramping reports whether the server is in its slow start.
+func (s *Server) Ramping() bool { return s.EffectiveWeight() < int64(s.weight.Load())*WeightScale }
+
+// startRamp begins a slow start if one is configured.
+func (s *Server) startRamp() {
+	if s.slowStart.Load() > 0 {
+		s.rampFrom.Store(time.Now().UnixNano())
+	}
+}
+
 // State is the administrative state.
 func (s *Server) State() State { return State(s.state.Load()) }
 
-// SetState changes the administrative state.
-func (s *Server) SetState(st State) { s.state.Store(int32(st)) }
+// SetState changes the administrative state. Leaving maintenance starts a slow start.
+func (s *Server) SetState(st State) {
+	if old := State(s.state.Swap(int32(st))); old == Maintenance && st != Maintenance {
+		s.startRamp()
+	}
+}
 
-// Healthy reports the health checkers' verdict (true until a checker says otherwise).
+// Healthy reports the active health checks' verdict (true until a checker says otherwise).
 func (s *Server) Healthy() bool { return !s.down.Load() }
 
-// SetHealthy is how health checkers publish their verdict.
-func (s *Server) SetHealthy(ok bool) { s.down.Store(!ok) }
+// SetHealthy is how health checkers publish their verdict. It reports whether the verdict
+// changed; a server coming back starts its slow start.
+func (s *Server) SetHealthy(ok bool) bool {
+	changed := s.down.Swap(!ok) == ok
+	if changed && ok {
+		s.startRamp()
+	}
+	return changed
+}
 
-// Usable reports whether the server may take new, unpinned traffic: healthy, ready, weight > 0.
+// CheckResult is the outcome of one active health check.
+type CheckResult struct {
+	At time.Time
+	// Err says why the check failed; empty when it passed.
+	Err string
+}
+
+// SetLastCheck records the outcome of an active check, for the admin API.
+func (s *Server) SetLastCheck(err error) {
+	r := &CheckResult{At: time.Now()}
+	if err != nil {
+		r.Err = err.Error()
+	}
+	s.lastCheck.Store(r)
+}
+
+// LastCheck is the outcome of the latest active check; nil before the first.
+func (s *Server) LastCheck() *CheckResult { return s.lastCheck.Load() }
+
+// Ejected reports whether outlier detection has taken the server out.
+func (s *Server) Ejected() bool { return s.ejected.Load() }
+
+// SetEjected is how outlier detection publishes its verdict; it reports whether it changed. A
+// server whose ejection ends starts its slow start.
+func (s *Server) SetEjected(e bool) bool {
+	changed := s.ejected.Swap(e) != e
+	if changed && !e {
+		s.startRamp()
+	}
+	return changed
+}
+
+// Available reports whether neither active nor passive checks have taken the server out.
+func (s *Server) Available() bool { return !s.down.Load() && !s.ejected.Load() }
+
+// Usable reports whether the server may take new, unpinned traffic: available, ready, weight > 0.
 func (s *Server) Usable() bool {
-	return !s.down.Load() && State(s.state.Load()) == Ready && s.weight.Load() > 0
+	return s.Available() && State(s.state.Load()) == Ready && s.weight.Load() > 0
 }
 
 // AcceptsPinned reports whether a session already pinned to the server (sticky cookie) may still go
-// there: healthy and not in maintenance. Draining servers keep their pinned sessions.
+// there: available and not in maintenance. Draining servers keep their pinned sessions.
 func (s *Server) AcceptsPinned() bool {
-	return !s.down.Load() && State(s.state.Load()) != Maintenance
+	return s.Available() && State(s.state.Load()) != Maintenance
 }
 
 // InFlight is the number of requests or connections currently using the server.

@@ -232,3 +232,101 @@ func TestStateConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+func TestRetryBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		percent, min int
+		reqs         int
+		wantRetries  int
+	}{
+		{name: "min only", percent: 0, min: 1, reqs: 0, wantRetries: 10},
+		{name: "percent of requests", percent: 20, min: 0, reqs: 100, wantRetries: 20},
+		{name: "both", percent: 10, min: 2, reqs: 50, wantRetries: 25},
+		{name: "none", percent: 0, min: 0, reqs: 1000, wantRetries: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewRetryBudget(tc.percent, tc.min)
+			const now = 1_000_000
+			for range tc.reqs {
+				b.Request(now)
+			}
+			n := 0
+			for b.TryRetry(now) {
+				n++
+				if n > 10000 {
+					t.Fatal("unbounded")
+				}
+			}
+			if n != tc.wantRetries {
+				t.Errorf("%d retries allowed, want %d", n, tc.wantRetries)
+			}
+			// Ten seconds later the window has forgotten them.
+			if tc.min > 0 && !b.TryRetry(now+10) {
+				t.Errorf("no retry allowed after the window moved on")
+			}
+		})
+	}
+	var nilBudget *RetryBudget
+	nilBudget.Request(1)
+	if !nilBudget.TryRetry(1) {
+		t.Error("a nil budget refused a retry")
+	}
+}
+
+func TestSlowStartRamp(t *testing.T) {
+	s := NewServer("b", "s", "127.0.0.1:1")
+	s.SetWeight(3)
+	if w := s.EffectiveWeight(); w != 3*WeightScale {
+		t.Fatalf("effective weight %d, want %d", w, 3*WeightScale)
+	}
+	s.SetSlowStart(400 * time.Millisecond)
+	// Health coming back starts a ramp; the first verdict of a healthy server does not.
+	if s.SetHealthy(true) || s.Ramping() {
+		t.Fatal("a server that was never down ramps")
+	}
+	s.SetHealthy(false)
+	if !s.SetHealthy(true) || !s.Ramping() {
+		t.Fatal("no ramp after coming back")
+	}
+	first := s.EffectiveWeight()
+	if first < 1 || first > 3*WeightScale/10 {
+		t.Errorf("effective weight %d right after coming back, want a small share of %d", first, 3*WeightScale)
+	}
+	time.Sleep(200 * time.Millisecond)
+	mid := s.EffectiveWeight()
+	if mid <= first || mid >= 3*WeightScale {
+		t.Errorf("effective weight %d halfway, want between %d and %d", mid, first, 3*WeightScale)
+	}
+	time.Sleep(250 * time.Millisecond)
+	if w := s.EffectiveWeight(); w != 3*WeightScale || s.Ramping() {
+		t.Errorf("effective weight %d after the ramp, want %d", w, 3*WeightScale)
+	}
+	// Leaving maintenance ramps too; an ejection ending does as well.
+	s.SetState(Maintenance)
+	s.SetState(Ready)
+	if !s.Ramping() {
+		t.Error("no ramp after maintenance")
+	}
+	s.SetSlowStart(0)
+	if s.Ramping() {
+		t.Error("turning slow start off did not end the ramp")
+	}
+	s.SetSlowStart(time.Second)
+	s.SetEjected(true)
+	if s.Usable() || s.AcceptsPinned() {
+		t.Error("an ejected server is usable")
+	}
+	s.SetEjected(false)
+	if !s.Ramping() || !s.Usable() {
+		t.Error("no ramp after an ejection ended")
+	}
+	// Weight 1 still ramps in steps thanks to the scale.
+	s1 := NewServer("b", "one", "127.0.0.1:2")
+	s1.SetSlowStart(time.Hour)
+	s1.SetState(Maintenance)
+	s1.SetState(Ready)
+	if w := s1.EffectiveWeight(); w < 1 || w >= WeightScale {
+		t.Errorf("weight-1 server starts its ramp at %d, want 1..%d", w, WeightScale-1)
+	}
+}

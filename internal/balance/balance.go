@@ -139,14 +139,15 @@ func isTried(s *backend.Server, tried []*backend.Server) bool {
 	return false
 }
 
-// candidateWeight returns the weight of s if s is a candidate for this Pick, else 0. The weight
+// candidateWeight returns the effective weight of s (lowered during slow start) if s is a
+// candidate for this Pick, else 0. The weight
 // is read again after Usable because an operator may set it to 0 between the two loads; a
 // server whose weight reads as 0 is treated as unusable rather than divided by.
 func candidateWeight(s *backend.Server, tried []*backend.Server) uint64 {
 	if !s.Usable() || isTried(s, tried) {
 		return 0
 	}
-	w := s.Weight()
+	w := s.EffectiveWeight()
 	if w <= 0 {
 		return 0
 	}

@@ -59,7 +59,7 @@ func (t *swrrTier) pick(tried []*backend.Server) *backend.Server {
 	for i, s := range t.servers {
 		var w int64
 		if s.Usable() {
-			w = max(int64(s.Weight()), 0)
+			w = max(s.EffectiveWeight(), 0)
 		}
 		if w != t.weight[i] {
 			t.weight[i] = w
