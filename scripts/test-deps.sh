@@ -4,7 +4,9 @@
 set -eu
 
 need=""
-for pair in nginx:nginx-light haproxy:haproxy curl:curl wrk:wrk; do
+# The health-check tests run real peers: redis-server (tcp send/expect), dnsmasq (udp, a DNS
+# query) and ip from iproute2 (icmp across a veth pair into a network namespace).
+for pair in nginx:nginx-light haproxy:haproxy curl:curl wrk:wrk redis-server:redis-server dnsmasq:dnsmasq-base ip:iproute2; do
 	cmd=${pair%%:*}
 	pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need="$need $pkg"
@@ -18,10 +20,25 @@ if [ -n "$need" ]; then
 	echo "test-deps: installing$need"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
+	# Debian starts nginx, haproxy and redis-server as services on install; the tests start their
+	# own. A policy-rc.d that denies every start (exit 101) keeps the postinst scripts from
+	# starting them, so a service that cannot start here (redis on a host without IPv6, a
+	# container without an init system) does not fail the install; one already present is kept.
+	policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		trap 'rm -f "$policy"' EXIT
+	fi
 	# shellcheck disable=SC2086
 	apt-get install -y -qq --no-install-recommends $need >/dev/null
-	# Debian starts nginx and haproxy as services on install; the tests start their own.
-	for svc in nginx haproxy; do
+	if [ -n "$policy" ]; then
+		rm -f "$policy"
+		trap - EXIT
+	fi
+	# Where a start got through anyway (another policy-rc.d, systemd), stop the services again.
+	for svc in nginx haproxy redis-server; do
 		if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 	done
 fi

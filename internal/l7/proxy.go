@@ -22,6 +22,8 @@ type exchange struct {
 	path   []byte // normalised path
 	host   []byte // lower-case host without port
 	tried  []*backend.Server
+	key    uint64          // balancer key
+	next   *backend.Server // server chosen for a retry on status
 	log    accessEntry
 	start  time.Time // when the request head was read
 	now    time.Time // when the response head arrived
@@ -45,7 +47,7 @@ var exchanges = sync.Pool{New: func() any {
 }}
 
 func (ex *exchange) clear() {
-	ex.route, ex.srv, ex.stickyHit = nil, nil, nil
+	ex.route, ex.srv, ex.stickyHit, ex.next = nil, nil, nil, nil
 	ex.isHead = false
 	ex.status, ex.sent = 0, 0
 	ex.tried = ex.tried[:0]
@@ -256,9 +258,10 @@ func (cc *clientConn) hashKey(b *Backend, ex *exchange) uint64 {
 type outcome uint8
 
 const (
-	outDone       outcome = iota // a response went to the client
-	outRetryFresh                // a reused connection failed before anything was received: redial
-	outRetryOther                // the server failed before anything was received: try another
+	outDone        outcome = iota // a response went to the client
+	outRetryFresh                 // a reused connection failed before anything was received: redial
+	outRetryOther                 // the server failed before anything was received: try another
+	outRetryStatus                // the server answered with a status to retry: try ex.next
 )
 
 // proxy sends the request to a server of the route's backend, retrying where that is safe, and
@@ -285,21 +288,30 @@ func (cc *clientConn) proxy(h *Handler, ex *exchange, rt *Route) bool {
 	// A streamed body cannot be replayed, so only bodiless idempotent requests are retried after
 	// they were sent; everything is retried when the connect itself fails.
 	canRetry := !hasBody && isIdempotent(req.method)
+	ex.key = key
+	now := ex.start.Unix()
+	b.budget.Request(now)
 	fresh := false
 	var lastErr error
 	connectTimeout := false
+	// sent is whether the last failed attempt had sent the request. Only such retries draw on the
+	// retry budget: a failed connect did no work on any server, so retrying it elsewhere adds no
+	// load, and refusing it would fail a request that costs the backend nothing.
+	sent := false
 	for {
 		var srv *backend.Server
-		if pinned != nil {
+		switch {
+		case pinned != nil:
 			srv, pinned = pinned, nil
-		} else if !fresh {
-			if len(ex.tried) >= b.maxAttempts {
-				srv = nil
-			} else {
-				srv = b.Balancer.Pick(key, ex.tried)
-			}
-		} else {
+		case fresh:
 			srv = ex.srv
+		case len(ex.tried) >= b.maxAttempts:
+		default:
+			srv = b.Balancer.Pick(key, ex.tried)
+			if srv != nil && sent && !b.budget.TryRetry(now) {
+				h.logger().Warn("retry budget exhausted; not retrying", "frontend", h.Name, "backend", b.Name)
+				srv = nil
+			}
 		}
 		if srv == nil {
 			if lastErr != nil {
@@ -308,15 +320,15 @@ func (cc *clientConn) proxy(h *Handler, ex *exchange, rt *Route) bool {
 				}
 				return cc.respondError(h, ex, 502, "could not connect to a server", hasBody)
 			}
-			return cc.respondError(h, ex, 503, "no server available", hasBody)
+			return cc.respondError(h, ex, 503, "backend "+b.Name+" has no healthy server", hasBody)
 		}
 		ex.srv = srv
 		uc, err := b.conn(srv, !canRetry, fresh, ex.start)
 		fresh = false
 		if err != nil {
-			srv.Failures.Add(1)
+			b.fail(srv, err)
 			lastErr = err
-			connectTimeout = isTimeout(err)
+			connectTimeout, sent = isTimeout(err), false
 			h.logger().Warn("connect to server failed", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "err", err)
 			ex.tried = append(ex.tried, srv)
 			continue
@@ -329,14 +341,39 @@ func (cc *clientConn) proxy(h *Handler, ex *exchange, rt *Route) bool {
 			fresh = true
 			continue
 		case outRetryOther:
-			srv.Failures.Add(1)
 			ex.tried = append(ex.tried, srv)
 			lastErr = errors.New("server closed the connection")
-			connectTimeout = false
+			connectTimeout, sent = false, true
+			continue
+		case outRetryStatus:
+			ex.tried = append(ex.tried, srv)
+			pinned, ex.next = ex.next, nil
 			continue
 		}
 		return keep
 	}
+}
+
+// retryStatus decides whether a response with this status is retried on another server instead
+// of relayed: the backend retries on the status, the request can be replayed, attempts and budget
+// allow, and another server is there to take it (picked now and kept in ex.next, so the retry
+// cannot find the backend empty and turn a real answer into a 502).
+func (cc *clientConn) retryStatus(h *Handler, ex *exchange, b *Backend, srv *backend.Server, status int, canRetry bool) bool {
+	if !canRetry || !b.retryOn(status) || len(ex.tried)+1 >= b.maxAttempts {
+		return false
+	}
+	tried := append(ex.tried, srv)
+	next := b.Balancer.Pick(ex.key, tried)
+	if next == nil {
+		return false
+	}
+	if !b.budget.TryRetry(ex.start.Unix()) {
+		h.logger().Warn("retry budget exhausted; not retrying", "frontend", h.Name, "backend", b.Name)
+		return false
+	}
+	h.logger().Info("retrying on another server", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "status", status, "next", next.Name)
+	ex.next = next
+	return true
 }
 
 // conn returns a pooled connection to srv, or a new one (fresh forces a new one). live asks the
@@ -399,14 +436,14 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 			}
 			uc.close()
 			if isTimeout(err) {
-				srv.Failures.Add(1)
+				b.fail(srv, err)
 				h.logger().Warn("server response timeout", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "timeout", b.responseTO)
 				return outDone, cc.respondError(h, ex, 504, "the server did not answer in time", true)
 			}
 			if !received && !hasBody {
 				return cc.beforeResponseFailure(h, ex, b, srv, uc, canRetry, err)
 			}
-			srv.Failures.Add(1)
+			b.fail(srv, err)
 			h.logger().Warn("server response failed", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "err", err)
 			return outDone, cc.respondError(h, ex, 502, "the server's response was incomplete", true)
 		}
@@ -415,7 +452,7 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 				cc.abortBody(uc, bodyDone)
 			}
 			uc.close()
-			srv.Failures.Add(1)
+			b.fail(srv, err)
 			h.logger().Warn("invalid response from server", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "err", err)
 			return outDone, cc.respondError(h, ex, 502, "the server's response was invalid", true)
 		}
@@ -438,13 +475,18 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 	}
 	ex.now = time.Now()
 	srv.ObserveLatency(ex.now.Sub(sentAt))
+	b.Outlier.Status(srv, resp.status)
+	if b.retryOn(resp.status) && cc.retryStatus(h, ex, b, srv, resp.status, canRetry) {
+		uc.close()
+		return outRetryStatus, false
+	}
 	if resp.status == 101 {
 		if !req.upgrade {
 			if bodyDone != nil {
 				cc.abortBody(uc, bodyDone)
 			}
 			uc.close()
-			srv.Failures.Add(1)
+			b.fail(srv, errors.New("101 Switching Protocols without an upgrade request"))
 			return outDone, cc.respondError(h, ex, 502, "the server switched protocols unasked", true)
 		}
 		return outDone, cc.upgrade(h, ex, rt, b, srv, uc, bodyDone)
@@ -459,10 +501,11 @@ func (cc *clientConn) beforeResponseFailure(h *Handler, ex *exchange, b *Backend
 		if uc.reused {
 			return outRetryFresh, false
 		}
+		b.fail(srv, err)
 		h.logger().Warn("server closed the connection before responding; retrying", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "err", err)
 		return outRetryOther, false
 	}
-	srv.Failures.Add(1)
+	b.fail(srv, err)
 	h.logger().Warn("server closed the connection before responding", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "err", err)
 	return outDone, cc.respondError(h, ex, 502, "the server closed the connection without a response", true)
 }
@@ -633,7 +676,7 @@ func (cc *clientConn) relayResponse(h *Handler, ex *exchange, rt *Route, b *Back
 		keep = false
 		var pe errPeerRead
 		if errors.As(err, &pe) || isBadFraming(err) {
-			srv.Failures.Add(1)
+			b.fail(srv, err)
 			h.logger().Warn("server response body failed", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "err", err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/balance"
 	"github.com/waage/waage/internal/config"
+	"github.com/waage/waage/internal/health"
 )
 
 // Backend is one compiled backend: its servers, balancer, stickiness and connection pools.
@@ -20,6 +21,8 @@ type Backend struct {
 	Name     string
 	Servers  []*backend.Server
 	Balancer balance.Balancer
+	// Outlier ejects servers that fail real requests; nil when outlier detection is off.
+	Outlier *health.Outlier
 
 	hashKind    hashKind
 	hashName    string // header (lower case) or cookie name for hashKind
@@ -29,6 +32,19 @@ type Backend struct {
 	connectTO   time.Duration
 	responseTO  time.Duration
 	maxAttempts int
+	budget      *backend.RetryBudget
+	retryStatus [6]uint64 // bit (status%100) of word status/100: retry on this status
+}
+
+// retryOn reports whether the backend retries requests that got this status.
+func (b *Backend) retryOn(status int) bool {
+	return status >= 100 && status < 600 && b.retryStatus[status/100]&(1<<(status%100)) != 0
+}
+
+// fail counts a failed attempt against srv and tells outlier detection.
+func (b *Backend) fail(srv *backend.Server, err error) {
+	srv.Failures.Add(1)
+	b.Outlier.Failure(srv, err)
 }
 
 type hashKind uint8
@@ -62,9 +78,17 @@ func NewBackend(bc config.Backend, servers []*backend.Server, t *Transport) (*Ba
 	if b.responseTO <= 0 {
 		b.responseTO = 60 * time.Second
 	}
-	b.maxAttempts = len(servers)
-	if b.maxAttempts > 4 {
-		b.maxAttempts = 4
+	b.maxAttempts = min(max(bc.Retry.Attempts, 1), max(len(servers), 1))
+	if bc.Retry.Attempts == 0 {
+		b.maxAttempts = min(3, max(len(servers), 1))
+	}
+	if bc.Retry.Budget.Percent != nil && bc.Retry.Budget.MinPerSecond != nil {
+		b.budget = backend.NewRetryBudget(*bc.Retry.Budget.Percent, *bc.Retry.Budget.MinPerSecond)
+	}
+	for _, st := range bc.Retry.OnStatus {
+		if st >= 100 && st < 600 {
+			b.retryStatus[st/100] |= 1 << (st % 100)
+		}
 	}
 	switch bc.Algorithm {
 	case balance.SourceIPHash:

@@ -98,7 +98,7 @@ backends:
 	rc := dialRaw(t, feAddr(t, rt, "web"))
 	resp, body := rc.mustDo(t, get("/", "x.test"))
 	checkErrorBody(t, resp, body, 503)
-	if !strings.Contains(strings.ToLower(string(body)), "no server") {
+	if !strings.Contains(string(body), "backend b has no healthy server") {
 		t.Errorf("503 body %q does not say that no server is available", body)
 	}
 	// A bodiless request's 503 keeps the connection.

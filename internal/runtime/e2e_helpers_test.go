@@ -35,6 +35,36 @@ const ioTimeout = 10 * time.Second
 // own log on stderr.
 func startWaage(t testing.TB, yamlText string) *Runtime {
 	t.Helper()
+	return startWaageTo(t, yamlText, nil)
+}
+
+// logBuffer collects waage's log for tests that check what it says.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// startWaageLog is startWaage with waage's log (debug level) collected.
+func startWaageLog(t testing.TB, yamlText string) (*Runtime, *logBuffer) {
+	t.Helper()
+	lb := &logBuffer{}
+	return startWaageTo(t, yamlText, lb), lb
+}
+
+func startWaageTo(t testing.TB, yamlText string, logTo io.Writer) *Runtime {
+	t.Helper()
 	if !strings.Contains(yamlText, "\nlog:") && !strings.HasPrefix(yamlText, "log:") {
 		yamlText = "log: {access: \"off\"}\n" + yamlText
 	}
@@ -42,11 +72,16 @@ func startWaage(t testing.TB, yamlText string) *Runtime {
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yamlText)
 	}
-	var logger *slog.Logger
+	var outs []io.Writer
 	if os.Getenv("WAAGE_E2E_LOG") != "" {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	} else {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		outs = append(outs, os.Stderr)
+	}
+	if logTo != nil {
+		outs = append(outs, logTo)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if len(outs) > 0 {
+		logger = slog.New(slog.NewTextHandler(io.MultiWriter(outs...), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	rt := New(logger)
 	if err := rt.Apply(cfg); err != nil {

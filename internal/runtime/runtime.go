@@ -18,6 +18,7 @@ import (
 
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/config"
+	"github.com/waage/waage/internal/health"
 	"github.com/waage/waage/internal/l7"
 )
 
@@ -33,6 +34,7 @@ type Runtime struct {
 	listeners map[string]*boundListener // by listenKey
 	backends  map[string]*l7.Backend
 	access    *accessSink
+	health    *health.Manager
 }
 
 // frontend is one running HTTP frontend.
@@ -79,6 +81,7 @@ func New(logger *slog.Logger) *Runtime {
 		transport: l7.NewTransport(),
 		frontends: make(map[string]*frontend),
 		listeners: make(map[string]*boundListener),
+		health:    health.NewManager(logger),
 	}
 }
 
@@ -88,10 +91,11 @@ func Check(cfg *config.Config) error {
 	errs := []error{checkModes(cfg)}
 	t := l7.NewTransport()
 	defer t.Close()
-	backends, _, err := buildBackends(cfg, backend.NewRegistry(), t)
+	backends, b, err := buildBackends(cfg, backend.NewRegistry(), t, nil)
 	if err != nil {
 		errs = append(errs, err)
 	} else {
+		errs = append(errs, health.Compile(b.checks))
 		for _, fe := range cfg.Frontends {
 			if _, err := l7.NewRouter(fe, backends); err != nil {
 				errs = append(errs, err)
@@ -122,6 +126,13 @@ func Warnings(cfg *config.Config) []string {
 	return ws
 }
 
+// built is what buildBackends made beside the backends: the commit that applies configured server
+// settings, and the active checks to run.
+type built struct {
+	commit func()
+	checks []health.Spec
+}
+
 // buildBackends compiles every backend, taking server state from the registry: a server the
 // registry already knew keeps its live state (health, in-flight, counters, and any weight or state
 // an operator set that the file did not change); configured weight and state apply when new or
@@ -129,34 +140,43 @@ func Warnings(cfg *config.Config) []string {
 //
 // The configured values are applied by the returned commit function, so a reload that fails later
 // changes nothing.
-func buildBackends(cfg *config.Config, reg *backend.Registry, t *l7.Transport) (map[string]*l7.Backend, func(), error) {
+func buildBackends(cfg *config.Config, reg *backend.Registry, t *l7.Transport, logger *slog.Logger) (map[string]*l7.Backend, built, error) {
 	out := make(map[string]*l7.Backend, len(cfg.Backends))
 	var commits []func()
+	var checks []health.Spec
+	for _, bc := range cfg.Backends {
+		servers := make([]*backend.Server, 0, len(bc.Servers))
+		for i, sc := range bc.Servers {
+			s, _ := reg.Server(backend.Key{Backend: bc.Name, Name: sc.Name, Address: sc.Address})
+			st, err := backend.ParseState(sc.State)
+			if err != nil {
+				return nil, built{}, fmt.Errorf("backend %q: server %q: %w", bc.Name, sc.Name, err)
+			}
+			w := sc.WeightOr(1)
+			slow := bc.SlowStart.D()
+			commits = append(commits, func() {
+				s.SetSlowStart(slow)
+				s.ApplyConfig(w, st)
+			})
+			s.Backup = sc.Backup
+			servers = append(servers, s)
+			if hc := bc.HealthCheckFor(i); hc != nil {
+				checks = append(checks, health.Spec{Server: s, Check: hc})
+			}
+		}
+		b, err := l7.NewBackend(bc, servers, t)
+		if err != nil {
+			return nil, built{}, err
+		}
+		b.Outlier = health.NewOutlier(bc.Name, bc.OutlierDetection, servers, logger)
+		out[bc.Name] = b
+	}
 	commit := func() {
 		for _, c := range commits {
 			c()
 		}
 	}
-	for _, bc := range cfg.Backends {
-		servers := make([]*backend.Server, 0, len(bc.Servers))
-		for _, sc := range bc.Servers {
-			s, _ := reg.Server(backend.Key{Backend: bc.Name, Name: sc.Name, Address: sc.Address})
-			st, err := backend.ParseState(sc.State)
-			if err != nil {
-				return nil, nil, fmt.Errorf("backend %q: server %q: %w", bc.Name, sc.Name, err)
-			}
-			w := sc.WeightOr(1)
-			commits = append(commits, func() { s.ApplyConfig(w, st) })
-			s.Backup = sc.Backup
-			servers = append(servers, s)
-		}
-		b, err := l7.NewBackend(bc, servers, t)
-		if err != nil {
-			return nil, nil, err
-		}
-		out[bc.Name] = b
-	}
-	return out, commit, nil
+	return out, built{commit: commit, checks: checks}, nil
 }
 
 // Apply starts cfg, or reloads to it. On any error nothing changes and the old configuration keeps
@@ -172,8 +192,11 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 
-	backends, commitServers, err := buildBackends(cfg, r.registry, r.transport)
+	backends, b, err := buildBackends(cfg, r.registry, r.transport, r.logger)
 	if err != nil {
+		return err
+	}
+	if err := health.Compile(b.checks); err != nil {
 		return err
 	}
 	access, err := r.openAccess(cfg.Log)
@@ -228,7 +251,10 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	}
 
 	// Commit: server settings, then swap handlers, move, start and stop listeners.
-	commitServers()
+	b.commit()
+	if err := r.health.Sync(b.checks); err != nil {
+		r.logger.Error("health checks not updated", "err", err)
+	}
 	keep := make(map[string]bool, len(cfg.Frontends))
 	want := make(map[string]bool)
 	for _, fe := range cfg.Frontends {
@@ -394,6 +420,7 @@ func (r *Runtime) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	r.health.Stop()
 	r.transport.Close()
 	r.mu.Lock()
 	if r.access != nil {
