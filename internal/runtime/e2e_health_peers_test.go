@@ -36,20 +36,6 @@ const peerCheckTiming = "interval: 200ms\n      timeout: 150ms\n      rise: 2\n 
 // loaded (-race, parallel tests) machines.
 const peerDeadline = 5 * time.Second
 
-// peerWait polls cond every 10ms until it holds, failing the test after d; it returns how long
-// the wait took.
-func peerWait(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // peerTool finds an installed program (in PATH or an sbin directory). A missing one skips the
 // test when not root; as root, where scripts/test-deps.sh can install it, it fails the test.
 func peerTool(t *testing.T, name, pkg string) string {
@@ -257,22 +243,22 @@ func TestE2EHealthPeerRedis(t *testing.T) {
 	))
 	r1, wrong := rt.Server("redis", "r1"), rt.Server("wrong", "r1")
 
-	took := peerWait(t, peerDeadline, "redis/r1 UP (initial down)", r1.Healthy)
+	took := waitFor(t, peerDeadline, "redis/r1 UP (initial down)", r1.Healthy)
 	t.Logf("redis/r1 UP %s after start", took)
 	up := regexp.MustCompile(`^server redis/r1 UP: tcp check passed, 2/2 succeeded$`)
 	waitLog(t, lb, up, 1)
 
-	peerWait(t, peerDeadline, "wrong/r1 DOWN on a mismatching reply", func() bool { return !wrong.Healthy() })
+	waitFor(t, peerDeadline, "wrong/r1 DOWN on a mismatching reply", func() bool { return !wrong.Healthy() })
 	waitLog(t, lb, regexp.MustCompile(`^`+regexp.QuoteMeta(`server wrong/r1 DOWN: tcp check: reply "+PONG\r\n" does not match ~^\+HELLO, 2/2 failed`)+`$`), 1)
 
 	redis.kill()
-	took = peerWait(t, peerDeadline, "redis/r1 DOWN after redis was killed", func() bool { return !r1.Healthy() })
+	took = waitFor(t, peerDeadline, "redis/r1 DOWN after redis was killed", func() bool { return !r1.Healthy() })
 	t.Logf("redis/r1 DOWN %s after the kill", took)
 	waitLog(t, lb, regexp.MustCompile(`^server redis/r1 DOWN: tcp check: connect: connection refused, 2/2 failed$`), 1)
 
 	redis.start()
 	redis.waitReady("redis-server (restarted)", func() bool { return redisPing(addr) })
-	took = peerWait(t, peerDeadline, "redis/r1 UP after redis came back", r1.Healthy)
+	took = waitFor(t, peerDeadline, "redis/r1 UP after redis came back", r1.Healthy)
 	t.Logf("redis/r1 UP %s after redis answered again", took)
 	waitLog(t, lb, up, 2)
 	if wrong.Healthy() {
@@ -340,25 +326,25 @@ func TestE2EHealthPeerDNS(t *testing.T) {
 	))
 	ns1, other := rt.Server("dns", "ns1"), rt.Server("other", "ns1")
 
-	took := peerWait(t, peerDeadline, "dns/ns1 UP (initial down)", ns1.Healthy)
+	took := waitFor(t, peerDeadline, "dns/ns1 UP (initial down)", ns1.Healthy)
 	t.Logf("dns/ns1 UP %s after start", took)
 	up := regexp.MustCompile(`^server dns/ns1 UP: udp check passed, 2/2 succeeded$`)
 	waitLog(t, lb, up, 1)
 
-	peerWait(t, peerDeadline, "other/ns1 DOWN on another address", func() bool { return !other.Healthy() })
+	waitFor(t, peerDeadline, "other/ns1 DOWN on another address", func() bool { return !other.Healthy() })
 	// The reply starts with the query's id ("HC") and is quoted Go-style; the expectation too.
 	waitLog(t, lb, regexp.MustCompile(`^server other/ns1 DOWN: udp check: reply "HC.*" does not contain `+
 		regexp.QuoteMeta(strconv.Quote("\x7f\x00\x00\x08"))+`, 2/2 failed$`), 1)
 
 	dns.kill()
-	took = peerWait(t, peerDeadline, "dns/ns1 DOWN after dnsmasq was killed", func() bool { return !ns1.Healthy() })
+	took = waitFor(t, peerDeadline, "dns/ns1 DOWN after dnsmasq was killed", func() bool { return !ns1.Healthy() })
 	t.Logf("dns/ns1 DOWN %s after the kill", took)
 	down := waitLog(t, lb, regexp.MustCompile(`^server dns/ns1 DOWN: udp check: (no listener \(port unreachable\)|no reply before timeout), 2/2 failed$`), 1)
 	t.Logf("logged: %s", down[0])
 
 	dns.start()
 	dns.waitReady("dnsmasq (restarted)", func() bool { return dnsAsk(addr, query, answer) })
-	took = peerWait(t, peerDeadline, "dns/ns1 UP after dnsmasq came back", ns1.Healthy)
+	took = waitFor(t, peerDeadline, "dns/ns1 UP after dnsmasq came back", ns1.Healthy)
 	t.Logf("dns/ns1 UP %s after dnsmasq answered again", took)
 	waitLog(t, lb, up, 2)
 	if other.Healthy() {
@@ -410,7 +396,7 @@ func TestE2EHealthPeerExec(t *testing.T) {
 	))
 	s1, slowS1 := rt.Server("exec", "s1"), rt.Server("slow", "s1")
 
-	took := peerWait(t, peerDeadline, "exec/s1 UP (initial down, file present)", s1.Healthy)
+	took := waitFor(t, peerDeadline, "exec/s1 UP (initial down, file present)", s1.Healthy)
 	t.Logf("exec/s1 UP %s after start", took)
 	up := regexp.MustCompile(`^server exec/s1 UP: exec check passed, 2/2 succeeded$`)
 	waitLog(t, lb, up, 1)
@@ -425,24 +411,24 @@ func TestE2EHealthPeerExec(t *testing.T) {
 	if err := os.Remove(upFile); err != nil {
 		t.Fatal(err)
 	}
-	took = peerWait(t, peerDeadline, "exec/s1 DOWN after its file was removed", func() bool { return !s1.Healthy() })
+	took = waitFor(t, peerDeadline, "exec/s1 DOWN after its file was removed", func() bool { return !s1.Healthy() })
 	t.Logf("exec/s1 DOWN %s after the file was removed", took)
 	waitLog(t, lb, regexp.MustCompile(`^server exec/s1 DOWN: exec check: exit status 1, 2/2 failed$`), 1)
 
 	if err := os.WriteFile(upFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	took = peerWait(t, peerDeadline, "exec/s1 UP after its file came back", s1.Healthy)
+	took = waitFor(t, peerDeadline, "exec/s1 UP after its file came back", s1.Healthy)
 	t.Logf("exec/s1 UP %s after the file came back", took)
 	waitLog(t, lb, up, 2)
 
-	peerWait(t, peerDeadline, "slow/s1 DOWN", func() bool { return !slowS1.Healthy() })
+	waitFor(t, peerDeadline, "slow/s1 DOWN", func() bool { return !slowS1.Healthy() })
 	down := waitLog(t, lb, regexp.MustCompile(`^server slow/s1 DOWN: exec check: killed after timeout [0-9.]+[µm]?s, 2/2 failed$`), 1)
 	t.Logf("logged: %s", down[0])
 	// Several checks have been killed by now (each sleep would run 9s); at most the current
 	// check's shell and sleep may be alive.
 	checks := slowS1.Checks.Load()
-	peerWait(t, peerDeadline, "3 more checks of slow/s1", func() bool { return slowS1.Checks.Load() >= checks+3 })
+	waitFor(t, peerDeadline, "3 more checks of slow/s1", func() bool { return slowS1.Checks.Load() >= checks+3 })
 	if n := procsWith(marker); n > 2 {
 		t.Errorf("%d processes of the slow command are alive after %d checks; the killed checks left them behind", n, slowS1.Checks.Load())
 	}
@@ -558,7 +544,7 @@ func TestE2EHealthPeerICMP(t *testing.T) {
 	))
 	srv := rt.Server("icmp", "peer")
 
-	took := peerWait(t, peerDeadline, "icmp/peer UP (initial down)", srv.Healthy)
+	took := waitFor(t, peerDeadline, "icmp/peer UP (initial down)", srv.Healthy)
 	t.Logf("icmp/peer UP %s after start", took)
 	up := regexp.MustCompile(`^server icmp/peer UP: icmp check passed, 2/2 succeeded$`)
 	waitLog(t, lb, up, 1)
@@ -566,7 +552,7 @@ func TestE2EHealthPeerICMP(t *testing.T) {
 	if _, err := runIP(ipBin, "netns", "exec", p.ns, ipBin, "link", "set", p.peer, "down"); err != nil {
 		t.Fatal(err)
 	}
-	took = peerWait(t, peerDeadline, "icmp/peer DOWN after its link went down", func() bool { return !srv.Healthy() })
+	took = waitFor(t, peerDeadline, "icmp/peer DOWN after its link went down", func() bool { return !srv.Healthy() })
 	t.Logf("icmp/peer DOWN %s after the link went down", took)
 	down := waitLog(t, lb, regexp.MustCompile(`^server icmp/peer DOWN: icmp check: .+, 2/2 failed$`), 1)
 	t.Logf("logged: %s", down[0])
@@ -574,7 +560,7 @@ func TestE2EHealthPeerICMP(t *testing.T) {
 	if _, err := runIP(ipBin, "netns", "exec", p.ns, ipBin, "link", "set", p.peer, "up"); err != nil {
 		t.Fatal(err)
 	}
-	took = peerWait(t, peerDeadline, "icmp/peer UP after its link came back", srv.Healthy)
+	took = waitFor(t, peerDeadline, "icmp/peer UP after its link came back", srv.Healthy)
 	t.Logf("icmp/peer UP %s after the link came back", took)
 	waitLog(t, lb, up, 2)
 }

@@ -548,3 +548,43 @@ func TestE2ERetryOnStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestE2EHealthSurvivesReload: a reload keeps a DOWN server DOWN (its check keeps running with
+// its counters), and a reload that removes the check gives the server back.
+func TestE2EHealthSurvivesReload(t *testing.T) {
+	t.Parallel()
+	h1, h2 := startHealthServer(t, "one"), startHealthServer(t, "two")
+	h1.set(503, "down")
+	yaml := simpleConfig("", `    health_check: {type: http, path: /healthz, interval: 100ms, timeout: 100ms, fall: 1, rise: 3}
+`, h1.addr, h2.addr)
+	rt := startWaage(t, yaml)
+	s1 := rt.Server("b", "s1")
+	waitFor(t, 3*time.Second, "s1 DOWN", func() bool { return !s1.Healthy() })
+	apply := func(text string) {
+		t.Helper()
+		cfg, err := config.Parse("reload.yaml", []byte("log: {access: \"off\"}\n"+text), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Apply(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The frontend keeps its port only if the listen address is the same; 127.0.0.1:0 is kept
+	// while the entry stays, so the same text reloads in place.
+	apply(yaml)
+	if rt.Server("b", "s1") != s1 || s1.Healthy() {
+		t.Fatal("the reload reset s1's health")
+	}
+	addr := feAddr(t, rt, "web")
+	for i := 0; i < 6; i++ {
+		resp, body := dialRaw(t, addr).mustDo(t, get("/", "r.test"))
+		if string(body) != "two" {
+			t.Fatalf("request %d after the reload: %d %q, want it on s2", i, resp.StatusCode, body)
+		}
+	}
+	apply(simpleConfig("", "", h1.addr, h2.addr))
+	if !s1.Healthy() {
+		t.Error("s1 still DOWN after its check was removed")
+	}
+}
