@@ -39,6 +39,7 @@ frontends:
 backends:
   - name: web
     algorithm: round_robin
+    health_check: {type: http, path: /healthz, interval: 2s}
     servers:
       - {name: demo-1, address: "%[2]s"}
       - {name: demo-2, address: "%[3]s"}

@@ -22,7 +22,9 @@ import (
 	"github.com/waage/waage/internal/config"
 )
 
-// Spec is one server's active check as the runtime wants it.
+// Spec is one server's active check as the runtime wants it. Sync gets a Spec for every server
+// of the configuration, with Check nil for those without a check, so it can tell a server whose
+// check was removed (it is marked UP) from a server that was removed (nothing to say).
 type Spec struct {
 	Server *backend.Server
 	// Check is the effective check (config.Backend.HealthCheckFor); nil means none.
@@ -76,7 +78,9 @@ func (m *Manager) Sync(specs []Spec) error {
 		fp     string
 	}
 	wanted := make(map[*backend.Server]want, len(specs))
+	present := make(map[*backend.Server]bool, len(specs))
 	for _, sp := range specs {
+		present[sp.Server] = true
 		if sp.Check == nil {
 			continue
 		}
@@ -99,7 +103,7 @@ func (m *Manager) Sync(specs []Spec) error {
 		r.cancel()
 		<-r.done
 		delete(m.runs, s)
-		if _, ok := wanted[s]; !ok && s.SetHealthy(true) {
+		if _, ok := wanted[s]; !ok && present[s] && s.SetHealthy(true) {
 			m.logger.Info(fmt.Sprintf("server %s UP: health check removed", s), "backend", s.Backend, "server", s.Name)
 		}
 	}

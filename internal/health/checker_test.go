@@ -150,7 +150,7 @@ func TestManagerSync(t *testing.T) {
 		t.Error("an unchanged check was restarted")
 	}
 	// Removing the check stops it and gives the server back.
-	if err := m.Sync(nil); err != nil {
+	if err := m.Sync([]Spec{{Server: s}}); err != nil {
 		t.Fatal(err)
 	}
 	if !s.Healthy() {

@@ -309,13 +309,16 @@ func (cc *clientConn) proxy(h *Handler, ex *exchange, rt *Route) bool {
 		default:
 			srv = b.Balancer.Pick(key, ex.tried)
 			if srv != nil && sent && !b.budget.TryRetry(now) {
-				h.logger().Warn("retry budget exhausted; not retrying", "frontend", h.Name, "backend", b.Name)
+				b.budgetRefused(h)
 				srv = nil
 			}
 		}
 		if srv == nil {
 			if lastErr != nil {
-				if connectTimeout {
+				switch {
+				case sent:
+					return cc.respondError(h, ex, 502, "the server closed the connection without a response", hasBody)
+				case connectTimeout:
 					return cc.respondError(h, ex, 504, "no server answered in time", hasBody)
 				}
 				return cc.respondError(h, ex, 502, "could not connect to a server", hasBody)
@@ -368,10 +371,10 @@ func (cc *clientConn) retryStatus(h *Handler, ex *exchange, b *Backend, srv *bac
 		return false
 	}
 	if !b.budget.TryRetry(ex.start.Unix()) {
-		h.logger().Warn("retry budget exhausted; not retrying", "frontend", h.Name, "backend", b.Name)
+		b.budgetRefused(h)
 		return false
 	}
-	h.logger().Info("retrying on another server", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "status", status, "next", next.Name)
+	h.logger().Debug("retrying on another server", "frontend", h.Name, "backend", b.Name, "server", srv.Name, "status", status, "next", next.Name)
 	ex.next = next
 	return true
 }

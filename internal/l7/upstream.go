@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,12 +34,24 @@ type Backend struct {
 	responseTO  time.Duration
 	maxAttempts int
 	budget      *backend.RetryBudget
+	budgetLog   atomic.Int64 // when budgetRefused last logged (Unix nanoseconds)
 	retryStatus [6]uint64 // bit (status%100) of word status/100: retry on this status
 }
 
 // retryOn reports whether the backend retries requests that got this status.
 func (b *Backend) retryOn(status int) bool {
 	return status >= 100 && status < 600 && b.retryStatus[status/100]&(1<<(status%100)) != 0
+}
+
+// budgetRefused logs that the retry budget refused a retry, at most every 5 seconds: refusals
+// come in floods, exactly when the log matters most.
+func (b *Backend) budgetRefused(h *Handler) {
+	now := time.Now().UnixNano()
+	last := b.budgetLog.Load()
+	if now-last < int64(5*time.Second) || !b.budgetLog.CompareAndSwap(last, now) {
+		return
+	}
+	h.logger().Warn("retry budget exhausted; failures are answered without retrying", "frontend", h.Name, "backend", b.Name)
 }
 
 // fail counts a failed attempt against srv and tells outlier detection.

@@ -160,9 +160,7 @@ func buildBackends(cfg *config.Config, reg *backend.Registry, t *l7.Transport, l
 			})
 			s.Backup = sc.Backup
 			servers = append(servers, s)
-			if hc := bc.HealthCheckFor(i); hc != nil {
-				checks = append(checks, health.Spec{Server: s, Check: hc})
-			}
+			checks = append(checks, health.Spec{Server: s, Check: bc.HealthCheckFor(i)})
 		}
 		b, err := l7.NewBackend(bc, servers, t)
 		if err != nil {
