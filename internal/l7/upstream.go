@@ -35,7 +35,7 @@ type Backend struct {
 	maxAttempts int
 	budget      *backend.RetryBudget
 	budgetLog   atomic.Int64 // when budgetRefused last logged (Unix nanoseconds)
-	retryStatus [6]uint64 // bit (status%100) of word status/100: retry on this status
+	retryStatus [6]uint64    // bit (status%100) of word status/100: retry on this status
 }
 
 // retryOn reports whether the backend retries requests that got this status.
