@@ -28,6 +28,9 @@ const slack = 700 * time.Millisecond
 // returning the verdict and how long it took.
 func runProbe(t *testing.T, hc *config.HealthCheck, address string, timeout time.Duration) (error, time.Duration) {
 	t.Helper()
+	if hc.Timeout == 0 {
+		hc.Timeout = config.Duration(timeout) // as the checker passes it, for messages that name it
+	}
 	p, err := NewProber(hc)
 	if err != nil {
 		t.Fatalf("NewProber: %v", err)
