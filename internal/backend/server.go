@@ -268,6 +268,25 @@ func (s *Server) Acquire() {
 // Release counts a request or connection as finished.
 func (s *Server) Release() { s.inflight.Add(-1) }
 
+// TryAcquire is Acquire for a server whose in-flight count must stay at or below limit (a
+// backend's max_connections); limit <= 0 means no limit. It reports whether the server took it.
+func (s *Server) TryAcquire(limit int64) bool {
+	if limit <= 0 {
+		s.Acquire()
+		return true
+	}
+	for {
+		n := s.inflight.Load()
+		if n >= limit {
+			return false
+		}
+		if s.inflight.CompareAndSwap(n, n+1) {
+			s.Requests.Add(1)
+			return true
+		}
+	}
+}
+
 // ewmaShift sets the share a new latency sample gets in the moving average (1/8, as TCP's SRTT).
 const ewmaShift = 3
 

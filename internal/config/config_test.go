@@ -66,7 +66,7 @@ func TestLoadFull(t *testing.T) {
 				Timeouts: FrontendTimeouts{ClientHeader: sec(10), ClientIdle: sec(60), Tunnel: sec(3600)},
 			},
 			{
-				Name: "wireguard", Mode: "udp", Listen: []string{"127.0.0.1:51820"}, Backend: "wg",
+				Name: "wireguard", Mode: "udp", Listen: []string{"127.0.0.1:51820"}, Backend: "wg", UDP: UDPOptions{MaxFlows: 65536},
 				Timeouts: FrontendTimeouts{ClientHeader: sec(10), ClientIdle: sec(60), Tunnel: sec(3600)},
 			},
 		},
@@ -91,6 +91,7 @@ func TestLoadFull(t *testing.T) {
 					MaxEjectionTime: sec(300), MaxEjectionPercent: ptr(0),
 				},
 				Retry:     Retry{Attempts: 3, OnStatus: []int{502, 503}, Budget: RetryBudget{Percent: ptr(0), MinPerSecond: ptr(10)}},
+				Queue:     defaultQueue(),
 				SlowStart: sec(30),
 			},
 			{
@@ -105,6 +106,7 @@ func TestLoadFull(t *testing.T) {
 				Pool:             Pool{MaxIdle: 64, IdleTimeout: sec(30)},
 				OutlierDetection: defaultOutlier(),
 				Retry:            defaultRetry(),
+				Queue:            defaultQueue(),
 			},
 			{
 				Name:             "imap",
@@ -114,6 +116,7 @@ func TestLoadFull(t *testing.T) {
 				Pool:             Pool{MaxIdle: 64, IdleTimeout: sec(30)},
 				OutlierDetection: defaultOutlier(),
 				Retry:            defaultRetry(),
+				Queue:            defaultQueue(),
 			},
 			{
 				Name:             "wg",
@@ -123,6 +126,7 @@ func TestLoadFull(t *testing.T) {
 				Pool:             Pool{MaxIdle: 64, IdleTimeout: sec(30)},
 				OutlierDetection: defaultOutlier(),
 				Retry:            defaultRetry(),
+				Queue:            defaultQueue(),
 			},
 		},
 	}
@@ -135,6 +139,8 @@ func defaultOutlier() OutlierDetection {
 	return OutlierDetection{ConsecutiveFailures: ptr(5), BaseEjectionTime: Duration(30 * time.Second),
 		MaxEjectionTime: Duration(5 * time.Minute), MaxEjectionPercent: ptr(50)}
 }
+
+func defaultQueue() Queue { return Queue{Size: 1024, Timeout: Duration(5 * time.Second)} }
 
 func defaultRetry() Retry {
 	return Retry{Attempts: 3, Budget: RetryBudget{Percent: ptr(20), MinPerSecond: ptr(10)}}

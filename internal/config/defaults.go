@@ -52,6 +52,7 @@ func (c *Config) ApplyDefaults() {
 		orDefault(&f.Timeouts.ClientHeader, Duration(defaultClientHeader))
 		orDefault(&f.Timeouts.ClientIdle, Duration(defaultClientIdle))
 		orDefault(&f.Timeouts.Tunnel, Duration(defaultTunnel))
+		f.applyL4Defaults()
 		for j := range f.Routes {
 			r := &f.Routes[j]
 			orDefault(&r.Name, defaultRouteName(j))
@@ -75,6 +76,7 @@ func (c *Config) ApplyDefaults() {
 		}
 		b.OutlierDetection.applyDefaults()
 		b.Retry.applyDefaults()
+		b.applyL4Defaults()
 		for k := range b.Servers {
 			s := &b.Servers[k]
 			orDefault(&s.Name, s.Address)

@@ -278,6 +278,7 @@ var parseErrorCases = []struct {
 		want: []string{
 			"t.yaml:4:5: frontends[0].default_backend: required on a tcp frontend with routes",
 			"t.yaml:7:14: frontends[0].backend: not allowed together with routes; use default_backend",
+			"t.yaml:9:23: frontends[0].routes[0].match.host: only valid on http frontends; use match.sni for a TLS server name",
 			"t.yaml:9:51: frontends[0].routes[0].match.path_prefix: only valid on http frontends",
 		},
 	},
@@ -458,6 +459,30 @@ var parseErrorCases = []struct {
 		},
 	},
 	{
+		name: "l4 keys",
+		data: backendB + "frontends:\n  - {name: u, mode: udp, listen: [\":53\"], backend: b, tls: {certificates: []}, proxy_protocol: {trusted: [nope]}}\n  - {name: h, listen: [\":80\"], default_backend: b, udp: {per_packet: true}, routes: [{match: {sni: a.test, alpn: [h2]}, backend: b}]}\n",
+		want: []string{
+			"t.yaml:4:60: frontends[0].tls: not supported on udp frontends",
+			"t.yaml:4:75: frontends[0].tls.certificates: at least one certificate is required",
+			"t.yaml:4:96: frontends[0].proxy_protocol: not supported on udp frontends",
+			"t.yaml:4:107: frontends[0].proxy_protocol.trusted[0]: invalid source \"nope\": want a CIDR (10.0.0.0/8) or an IP address",
+			"t.yaml:5:57: frontends[1].udp: only used on udp frontends",
+			"t.yaml:5:100: frontends[1].routes[0].match.sni: only valid on tcp frontends (an http frontend routes on match.host)",
+			"t.yaml:5:114: frontends[1].routes[0].match.alpn: only valid on tcp frontends",
+		},
+	},
+	{
+		name: "l4 backend keys",
+		data: "backends:\n  - {name: b, proxy_protocol: v3, max_connections: -1, queue: {size: -1, timeout: -1s}, servers: [{address: \"127.0.0.1:9000\"}], health_check: {type: icmp, proxy_protocol: v1}}\n",
+		want: []string{
+			"t.yaml:2:31: backends[0].proxy_protocol: invalid value \"v3\" (valid: v1, v2)",
+			"t.yaml:2:52: backends[0].max_connections: must be 0 (no limit) or more",
+			"t.yaml:2:70: backends[0].queue.size: must not be negative",
+			"t.yaml:2:83: backends[0].queue.timeout: must not be negative",
+			"t.yaml:2:172: backends[0].health_check.proxy_protocol: not used by icmp checks (used by tcp, http)",
+		},
+	},
+	{
 		name: "exec without command",
 		data: "backends:\n  - name: b\n    servers: [{address: \"127.0.0.1:9000\"}]\n    health_check: {type: exec}\n",
 		want: []string{"t.yaml:4:19: backends[0].health_check.command: is required for exec checks"},
@@ -508,7 +533,7 @@ var parseValidCases = []struct {
 	{name: "admin off loopback with token", data: "admin: {listen: \"0.0.0.0:9900\", token: t}\n"},
 	{name: "port 0 listens may repeat", data: backendB + "frontends:\n  - {name: a, listen: [\"127.0.0.1:0\"], default_backend: b}\n  - {name: c, listen: [\"127.0.0.1:0\"], default_backend: b}\n"},
 	{name: "same address on tcp and udp", data: backendB + "frontends:\n  - {name: a, mode: tcp, listen: [\":53\"], backend: b}\n  - {name: c, mode: udp, listen: [\":53\"], backend: b}\n"},
-	{name: "tcp with routes and default_backend", data: backendB + "frontends:\n  - {name: a, mode: tcp, listen: [\":0\"], routes: [{match: {host: a.example.com}, backend: b}], default_backend: b}\n"},
+	{name: "tcp with routes and default_backend", data: backendB + "frontends:\n  - {name: a, mode: tcp, listen: [\":0\"], routes: [{match: {sni: a.example.com, alpn: [h2]}, backend: b}], default_backend: b}\n"},
 	{name: "http frontend without any backend", data: "frontends:\n  - {name: a, listen: [\":0\"]}\n"},
 	{name: "backend without servers", data: "backends: [{name: b}]\n"},
 	{name: "weight 0 and 1000", data: "backends: [{name: b, servers: [{address: \"h:1\", weight: 0}, {address: \"h:2\", weight: 1000}]}]\n"},

@@ -60,6 +60,9 @@ func (b *Backend) HealthCheckFor(i int) *HealthCheck {
 	if hc.checkType() == "none" {
 		return nil
 	}
+	if t := hc.checkType(); hc.ProxyProtocol == "" && (t == "tcp" || t == "http") {
+		hc.ProxyProtocol = b.ProxyProtocol
+	}
 	hc.applyDefaults()
 	return &hc
 }
@@ -149,6 +152,7 @@ func (v *validator) healthCheck(p string, hc *HealthCheck) {
 		v.errorf(p+".fall", "must be at least 1")
 	}
 	v.oneOf(p+".initial", hc.Initial, checkInitials)
+	v.oneOf(p+".proxy_protocol", hc.ProxyProtocol, proxyProtocols)
 	if hc.Port < 0 || hc.Port > 65535 {
 		v.errorf(p+".port", "must be a port from 1 to 65535")
 	}
@@ -216,6 +220,7 @@ var checkFields = []struct {
 	{"send_hex", func(h *HealthCheck) bool { return h.SendHex != "" }, []string{"tcp", "udp"}},
 	{"expect", func(h *HealthCheck) bool { return h.Expect != "" }, []string{"tcp", "udp"}},
 	{"command", func(h *HealthCheck) bool { return len(h.Command) > 0 }, []string{"exec"}},
+	{"proxy_protocol", func(h *HealthCheck) bool { return h.ProxyProtocol != "" }, []string{"tcp", "http"}},
 	{"port", func(h *HealthCheck) bool { return h.Port != 0 }, []string{"tcp", "http", "udp", "exec"}},
 }
 

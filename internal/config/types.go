@@ -47,6 +47,48 @@ type Frontend struct {
 	// Backend is the single backend of a tcp or udp frontend without routes.
 	Backend  string           `yaml:"backend"`
 	Timeouts FrontendTimeouts `yaml:"timeouts"`
+	// TLS terminates TLS here (mode tcp: the backend gets plaintext, as for SMTPS or IMAPS
+	// offload). Absent on a tcp frontend with sni routes, the ClientHello is only peeked and the
+	// connection passed through encrypted.
+	TLS *FrontendTLS `yaml:"tls"`
+	// ProxyProtocol makes the frontend read a PROXY protocol header (v1 or v2) from each
+	// connection and use the client address it carries.
+	ProxyProtocol *AcceptProxyProtocol `yaml:"proxy_protocol"`
+	// UDP tunes a udp frontend's flow table.
+	UDP UDPOptions `yaml:"udp"`
+}
+
+// FrontendTLS is the certificate and protocol setup of a TLS-terminating frontend.
+type FrontendTLS struct {
+	// Certificates are PEM files; the one whose names match the client's SNI is served, the
+	// first one when none matches or the client sent no SNI.
+	Certificates []Certificate `yaml:"certificates"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+}
+
+// Certificate is a certificate chain and its private key, both PEM files.
+type Certificate struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// AcceptProxyProtocol configures reading PROXY protocol headers on a frontend.
+type AcceptProxyProtocol struct {
+	// Trusted lists the CIDRs (or addresses) allowed to send a header: normally the balancer or
+	// load balancer in front. A connection from anywhere else is closed at accept, and one from
+	// a trusted source without a valid header is closed too.
+	Trusted []string `yaml:"trusted"`
+}
+
+// UDPOptions tune a udp frontend.
+type UDPOptions struct {
+	// MaxFlows caps the flow table (one entry per client address); default 65536. A datagram
+	// that would open a flow beyond it is dropped.
+	MaxFlows int `yaml:"max_flows"`
+	// PerPacket balances every datagram on its own rather than each flow, for stateless
+	// request/response protocols such as DNS. Replies still find their client.
+	PerPacket bool `yaml:"per_packet"`
 }
 
 // FrontendTimeouts bound how long waage waits for clients.
@@ -97,6 +139,11 @@ type Match struct {
 	Query StringMap `yaml:"query"`
 	// Source lists client CIDRs (or single addresses).
 	Source []string `yaml:"source"`
+	// SNI matches the server name of a TLS ClientHello on tcp frontends: exact or a wildcard
+	// (*.example.com).
+	SNI StringList `yaml:"sni"`
+	// ALPN matches when the ClientHello offers any of these protocols (tcp frontends).
+	ALPN []string `yaml:"alpn"`
 }
 
 // HeaderOps sets, adds and removes header fields. Remove runs first, then Set, then Add.
@@ -125,9 +172,25 @@ type Backend struct {
 	OutlierDetection OutlierDetection `yaml:"outlier_detection"`
 	// Retry bounds retries of failed requests on other servers.
 	Retry Retry `yaml:"retry"`
+	// ProxyProtocol sends a PROXY protocol header, v1 or v2, at the start of every connection to
+	// a server (and of tcp and http health checks), so the server sees the client's address.
+	ProxyProtocol string `yaml:"proxy_protocol"`
+	// MaxConnections limits the connections to each server (tcp frontends); 0 (default) is no
+	// limit. Beyond it new connections wait in the queue.
+	MaxConnections int `yaml:"max_connections"`
+	// Queue bounds the wait for a free server when every server is at MaxConnections.
+	Queue Queue `yaml:"queue"`
 	// SlowStart ramps the weight of a server that comes back (health restored, or out of
 	// maintenance) from a small share to its full weight over this time; 0 (default) is off.
 	SlowStart Duration `yaml:"slow_start"`
+}
+
+// Queue is the wait line of a backend whose servers are all at max_connections.
+type Queue struct {
+	// Size is how many connections may wait; default 1024; beyond it they are refused.
+	Size int `yaml:"size"`
+	// Timeout is how long one may wait; default 5s; then it is refused.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // HealthCheck configures the active checks of a backend's servers. A server's own health_check
@@ -173,6 +236,10 @@ type HealthCheck struct {
 	SendHex string `yaml:"send_hex,omitempty"`
 	// Expect must occur in the reply, or match "~regex". For udp without Expect any reply passes.
 	Expect string `yaml:"expect,omitempty"`
+
+	// ProxyProtocol sends a PROXY protocol header (v1 or v2) first on tcp and http checks, for
+	// servers that demand one; default the backend's proxy_protocol.
+	ProxyProtocol string `yaml:"proxy_protocol,omitempty"`
 
 	// Command is the exec check: program and arguments, run with WAAGE_SERVER_ADDRESS,
 	// WAAGE_SERVER_HOST, WAAGE_SERVER_PORT, WAAGE_SERVER_NAME and WAAGE_BACKEND in its

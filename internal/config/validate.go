@@ -263,6 +263,7 @@ func (v *validator) frontend(p string, f *Frontend, seen, listens map[string]str
 	}
 	v.ref(p+".backend", f.Backend)
 	v.ref(p+".default_backend", f.DefaultBackend)
+	v.l4Frontend(p, f, mode)
 	routeNames := map[string]string{}
 	for j := range f.Routes {
 		v.route(indexPath(p+".routes", j), j, &f.Routes[j], mode, routeNames)
@@ -353,6 +354,7 @@ func (v *validator) route(p string, j int, r *Route, mode string, names map[stri
 		}
 	}
 	v.match(p+".match", &r.Match)
+	v.l4Match(p+".match", &r.Match, mode)
 	if r.StripPrefix != "" && !strings.HasPrefix(r.StripPrefix, "/") {
 		v.errorf(p+".strip_prefix", `must start with "/"`)
 	}
@@ -523,6 +525,7 @@ func (v *validator) backend(p string, b *Backend, seen map[string]string) {
 	}
 	v.nonNegative(p+".pool.idle_timeout", b.Pool.IdleTimeout)
 	v.backendHealth(p, b)
+	v.l4Backend(p, b)
 }
 
 // validHashKey accepts uri, header:NAME and cookie:NAME.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/waage/waage/internal/config"
+	"github.com/waage/waage/internal/proxyproto"
 )
 
 // Target is what one check probes.
@@ -308,4 +310,42 @@ func handshakeError(ctx context.Context, err error) error {
 		return errors.New("tls handshake: connection closed")
 	}
 	return errors.New("tls handshake: " + strings.TrimPrefix(err.Error(), "tls: "))
+}
+
+// proxyVersion is the PROXY protocol version a check sends first (proxy_protocol, which
+// defaults to the backend's): 0 for none.
+func proxyVersion(hc *config.HealthCheck) int {
+	switch hc.ProxyProtocol {
+	case "v1":
+		return 1
+	case "v2":
+		return 2
+	}
+	return 0
+}
+
+// dialCheck connects to address and, for servers that demand it, sends a PROXY protocol header
+// naming the check's own connection: the server sees that the check comes from waage.
+func dialCheck(ctx context.Context, address string, proxyVersion int) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", address)
+	if err != nil || proxyVersion == 0 {
+		return c, err
+	}
+	src, _ := netip.ParseAddrPort(c.LocalAddr().String())
+	dst, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	hdr := proxyproto.Header{Version: proxyVersion, Command: proxyproto.Proxy, Network: "tcp", Source: src, Destination: dst}
+	b, err := hdr.AppendBinary(nil)
+	if err == nil {
+		if dl, ok := ctx.Deadline(); ok {
+			c.SetWriteDeadline(dl)
+		}
+		_, err = c.Write(b)
+		c.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("PROXY header: %w", err)
+	}
+	return c, nil
 }

@@ -33,6 +33,7 @@ type statusRange struct{ lo, hi int }
 
 func newHTTPProber(hc *config.HealthCheck) (*httpProber, error) {
 	p := &httpProber{scheme: "http", method: hc.Method, host: hc.Host, headers: hc.Headers}
+	version := proxyVersion(hc)
 	if p.method == "" {
 		p.method = http.MethodGet
 	}
@@ -70,8 +71,10 @@ func newHTTPProber(hc *config.HealthCheck) (*httpProber, error) {
 	// connection, as HAProxy's do: a check then proves that the server still accepts
 	// connections, not merely that an old one still works.
 	tr := &http.Transport{
-		Proxy:                  nil,
-		DialContext:            (&net.Dialer{}).DialContext,
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialCheck(ctx, addr, version)
+		},
 		DisableKeepAlives:      true,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: maxRead,

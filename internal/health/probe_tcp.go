@@ -17,13 +17,14 @@ import (
 // rejected certificate shows only on the first read: a check that must prove the certificate is
 // accepted needs an expect.
 type tcpProber struct {
+	proxy  int         // PROXY protocol version to send first; 0: none
 	tls    *tls.Config // nil for plain TCP
 	send   []byte
 	expect *matcher
 }
 
 func newTCPProber(hc *config.HealthCheck) (*tcpProber, error) {
-	p := &tcpProber{}
+	p := &tcpProber{proxy: proxyVersion(hc)}
 	var err error
 	if hc.TLS != nil {
 		if p.tls, err = newTLSConfig(hc.TLS); err != nil {
@@ -41,8 +42,7 @@ func newTCPProber(hc *config.HealthCheck) (*tcpProber, error) {
 
 // Probe connects, handshakes, sends and reads as configured.
 func (p *tcpProber) Probe(ctx context.Context, t Target) error {
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", t.Address)
+	raw, err := dialCheck(ctx, t.Address, p.proxy)
 	if err != nil {
 		return connectError(ctx, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/balance"
+	"github.com/waage/waage/internal/proxyproto"
 )
 
 // exchange is the per-request scratch state, pooled so a request allocates nothing.
@@ -394,6 +396,9 @@ func (b *Backend) conn(srv *backend.Server, live, fresh bool, now time.Time) (*u
 // roundTrip runs one attempt: request head and body to the server, response back to the client.
 func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend, srv *backend.Server, uc *upConn, canRetry, hasBody bool) (outcome, bool) {
 	req := &ex.req
+	if b.proxyProto != 0 && !uc.reused {
+		cc.writeProxyHeader(uc.bw, b.proxyProto)
+	}
 	cc.writeRequestHead(uc.bw, h, ex, rt, srv)
 	var bodyDone chan error
 	if !hasBody || req.expect100 {
@@ -495,6 +500,28 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 		return outDone, cc.upgrade(h, ex, rt, b, srv, uc, bodyDone)
 	}
 	return outDone, cc.relayResponse(h, ex, rt, b, srv, uc, bodyDone)
+}
+
+// writeProxyHeader starts a new server connection with a PROXY protocol header naming the
+// client. When the addresses cannot be told (families differ), it sends a LOCAL header, which
+// servers treat as "use the connection's own addresses".
+func (cc *clientConn) writeProxyHeader(w *writer, version int) {
+	local := cc.local
+	if !local.IsValid() {
+		if ap, err := netip.ParseAddrPort(cc.c.LocalAddr().String()); err == nil {
+			local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			cc.local = local
+		}
+	}
+	hdr := proxyproto.Header{Version: version, Command: proxyproto.Proxy, Network: "tcp",
+		Source: netip.AddrPortFrom(cc.remote, cc.remotePort), Destination: local}
+	if !cc.remote.IsValid() || !local.IsValid() || cc.remote.Is4() != local.Addr().Is4() {
+		hdr = proxyproto.Header{Version: version, Command: proxyproto.Local}
+	}
+	var buf [64]byte
+	if b, err := hdr.AppendBinary(buf[:0]); err == nil {
+		w.Write(b)
+	}
 }
 
 // beforeResponseFailure handles a failure after the request was (perhaps) sent but before any

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/waage/waage/internal/proxyproto"
 )
 
 // Handler is one HTTP frontend's compiled, immutable configuration. A reload builds a new Handler
@@ -39,6 +41,10 @@ type Handler struct {
 	AccessLog *AccessLog
 	// Logger receives errors (upstream failures, bad requests at debug level).
 	Logger *slog.Logger
+	// ProxyTrusted, when not nil, makes every connection start with a PROXY protocol header
+	// (v1 or v2) whose client address then stands for the connection's (X-Forwarded-For,
+	// source matching, hashing). Connections from other sources are closed at once.
+	ProxyTrusted []netip.Prefix
 }
 
 func (h *Handler) headerTimeout() time.Duration {
@@ -81,6 +87,8 @@ type Stats struct {
 	Connections atomic.Int64 // open client connections
 	Requests    atomic.Uint64
 	Status      [6]atomic.Uint64 // by class: index 1 = 1xx ... 5 = 5xx
+	// ProxyRejected counts connections closed for an untrusted source or a bad PROXY header.
+	ProxyRejected atomic.Uint64
 }
 
 // Server serves HTTP/1.1 client connections for one frontend.
@@ -196,7 +204,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	cc.rd.raw = newRawIO(c)
 	cc.w.raw = cc.rd.raw
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		cc.remote = ap.Addr().Unmap()
+		cc.remote, cc.remotePort = ap.Addr().Unmap(), ap.Port()
 	}
 	cc.remoteIP = cc.remote.AppendTo(nil)
 	s.mu.Lock()
@@ -255,13 +263,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // clientConn is one client connection. Its buffers are held only while a request is in progress
 // or arrives; a connection idle for longer than idleGrace holds none.
 type clientConn struct {
-	s        *Server
-	c        net.Conn
-	rd       reader
-	w        writer
-	remote   netip.Addr
-	remoteIP []byte // remote in text form, for X-Forwarded-For and logs
-	one      [1]byte
+	s      *Server
+	c      net.Conn
+	rd     reader
+	w      writer
+	remote netip.Addr
+	// remotePort and local complete the connection's addresses for PROXY headers sent to servers
+	// (from the client's own PROXY header when there was one).
+	remotePort uint16
+	local      netip.AddrPort
+	remoteIP   []byte // remote in text form, for X-Forwarded-For and logs
+	one        [1]byte
 	// rdl is the read deadline currently set (zero: none or unknown); waitStart is when the
 	// current idle wait began (zero while a request is in progress).
 	rdl       time.Time
@@ -294,6 +306,11 @@ func (cc *clientConn) armWrite(now time.Time, idle time.Duration) {
 // serve runs the connection's request loop. It returns without closing the connection when the
 // connection was parked; the parker calls serve again when the next request arrives.
 func (cc *clientConn) serve() {
+	if h := cc.s.h.Load(); h.ProxyTrusted != nil && !cc.readProxyHeader(h) {
+		cc.s.Stats.ProxyRejected.Add(1)
+		cc.close()
+		return
+	}
 	for {
 		switch cc.awaitRequest(cc.s.h.Load()) {
 		case waitParked:
@@ -313,6 +330,39 @@ func (cc *clientConn) serve() {
 			return
 		}
 	}
+}
+
+// readProxyHeader reads the PROXY protocol header that a trusted source must send first, and
+// takes the client address from it. Bytes that came with the header start the first request.
+func (cc *clientConn) readProxyHeader(h *Handler) bool {
+	trusted := false
+	for _, p := range h.ProxyTrusted {
+		if p.Contains(cc.remote) {
+			trusted = true
+			break
+		}
+	}
+	if !trusted {
+		h.logger().Debug("connection from a source not trusted to send PROXY headers; closed", "frontend", h.Name, "client", cc.remote)
+		return false
+	}
+	cc.c.SetReadDeadline(time.Now().Add(h.headerTimeout()))
+	var buf [256]byte
+	hdr, rest, err := proxyproto.Read(cc.c, buf[:])
+	if err != nil {
+		h.logger().Debug("invalid PROXY header; closed", "frontend", h.Name, "client", cc.remote, "err", err)
+		return false
+	}
+	if hdr.Command == proxyproto.Proxy && hdr.Source.IsValid() {
+		cc.remote, cc.remotePort = hdr.Source.Addr().Unmap(), hdr.Source.Port()
+		cc.remoteIP = cc.remote.AppendTo(cc.remoteIP[:0])
+		cc.local = netip.AddrPortFrom(hdr.Destination.Addr().Unmap(), hdr.Destination.Port())
+	}
+	if len(rest) > 0 {
+		cc.rd.acquire()
+		cc.rd.w += copy((*cc.rd.bp)[cc.rd.w:], rest)
+	}
+	return true
 }
 
 func (cc *clientConn) close() {

@@ -34,6 +34,7 @@ type Backend struct {
 	responseTO  time.Duration
 	maxAttempts int
 	budget      *backend.RetryBudget
+	proxyProto  int          // PROXY protocol version sent on each new server connection; 0: none
 	budgetLog   atomic.Int64 // when budgetRefused last logged (Unix nanoseconds)
 	retryStatus [6]uint64    // bit (status%100) of word status/100: retry on this status
 }
@@ -125,6 +126,17 @@ func NewBackend(bc config.Backend, servers []*backend.Server, t *Transport) (*Ba
 	maxIdle := bc.Pool.MaxIdle
 	if maxIdle == 0 {
 		maxIdle = 64
+	}
+	switch bc.ProxyProtocol {
+	case "v1":
+		b.proxyProto = 1
+	case "v2":
+		b.proxyProto = 2
+	}
+	if b.proxyProto != 0 {
+		// A PROXY header names one client for the connection's whole life, so a connection
+		// cannot be shared between clients: no pooling (HAProxy makes such connections private).
+		maxIdle = -1
 	}
 	idleTO := bc.Pool.IdleTimeout.D()
 	if idleTO <= 0 {

@@ -19,6 +19,7 @@ import (
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/config"
 	"github.com/waage/waage/internal/health"
+	"github.com/waage/waage/internal/l4"
 	"github.com/waage/waage/internal/l7"
 )
 
@@ -32,15 +33,27 @@ type Runtime struct {
 	transport *l7.Transport
 	frontends map[string]*frontend
 	listeners map[string]*boundListener // by listenKey
+	udp       map[string]*udpBound      // by listenKey
 	backends  map[string]*l7.Backend
 	access    *accessSink
 	health    *health.Manager
 }
 
-// frontend is one running HTTP frontend.
+// frontend is one running frontend: an HTTP or TCP server over its TCP listeners, or, for udp,
+// just its name (each UDP socket has its own server, see udpBound).
 type frontend struct {
 	name string
-	srv  *l7.Server
+	mode string
+	srv  tcpServer     // http and tcp
+	http *l7.Server    // mode http
+	tcp  *l4.TCPServer // mode tcp
+}
+
+// udpBound is one UDP socket and the server reading it.
+type udpBound struct {
+	srv   *l4.UDPServer
+	addr  net.Addr
+	owner string
 }
 
 // boundListener is one listening socket and the frontend serving it.
@@ -81,6 +94,7 @@ func New(logger *slog.Logger) *Runtime {
 		transport: l7.NewTransport(),
 		frontends: make(map[string]*frontend),
 		listeners: make(map[string]*boundListener),
+		udp:       make(map[string]*udpBound),
 		health:    health.NewManager(logger),
 	}
 }
@@ -105,12 +119,12 @@ func Check(cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
-// checkModes refuses frontend modes this build does not serve.
+// checkModes refuses what this build does not serve yet: TLS on HTTP frontends.
 func checkModes(cfg *config.Config) error {
 	var errs []error
 	for _, fe := range cfg.Frontends {
-		if fe.Mode != "" && fe.Mode != "http" {
-			errs = append(errs, fmt.Errorf("frontend %q: mode %q is not supported by this build of waage", fe.Name, fe.Mode))
+		if (fe.Mode == "" || fe.Mode == "http") && fe.TLS != nil {
+			errs = append(errs, fmt.Errorf("frontend %q: tls on an http frontend is not supported by this build of waage (tcp frontends terminate TLS)", fe.Name))
 		}
 	}
 	return errors.Join(errs...)
@@ -201,8 +215,26 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	l4backends, err := buildL4Backends(cfg, backends)
+	if err != nil {
+		return err
+	}
 	handlers := make(map[string]*l7.Handler, len(cfg.Frontends))
+	tcpHandlers := map[string]*l4.TCPHandler{}
+	udpHandlers := map[string]*l4.UDPHandler{}
 	for _, fe := range cfg.Frontends {
+		switch fe.Mode {
+		case "tcp":
+			h, err := tcpHandler(fe, l4backends, r.logger)
+			if err != nil {
+				return err
+			}
+			tcpHandlers[fe.Name] = h
+			continue
+		case "udp":
+			udpHandlers[fe.Name] = udpHandler(fe, l4backends, r.logger)
+			continue
+		}
 		router, err := l7.NewRouter(fe, backends)
 		if err != nil {
 			return err
@@ -219,6 +251,9 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 		if access != nil {
 			h.AccessLog = access.log
 		}
+		if h.ProxyTrusted, err = trustedPrefixes(fe); err != nil {
+			return err
+		}
 		handlers[fe.Name] = h
 	}
 
@@ -226,25 +261,43 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	// Listeners are keyed by the address they bind, not by frontend, so an address that moves to
 	// another frontend (or a renamed frontend) keeps its socket.
 	opened := make(map[string]net.Listener)
+	openedUDP := make(map[string]*net.UDPConn)
 	lkeys := make(map[string][]string, len(cfg.Frontends)) // listenKey per frontend and address
 	for _, fe := range cfg.Frontends {
 		for _, addr := range fe.Listen {
 			key := listenKey(fe.Name, addr)
 			lkeys[fe.Name] = append(lkeys[fe.Name], key)
-			if r.listeners[key] != nil || opened[key] != nil {
-				continue
+			var err error
+			if fe.Mode == "udp" {
+				if r.udp[key] != nil || openedUDP[key] != nil {
+					continue
+				}
+				var ua *net.UDPAddr
+				if ua, err = net.ResolveUDPAddr("udp", addr); err == nil {
+					openedUDP[key], err = net.ListenUDP("udp", ua)
+				}
+			} else {
+				if r.listeners[key] != nil || opened[key] != nil {
+					continue
+				}
+				opened[key], err = net.Listen("tcp", addr)
 			}
-			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				for _, ln := range opened {
-					ln.Close()
+					if ln != nil {
+						ln.Close()
+					}
+				}
+				for _, pc := range openedUDP {
+					if pc != nil {
+						pc.Close()
+					}
 				}
 				if access != nil && access != r.access {
 					access.close()
 				}
 				return fmt.Errorf("frontend %q: listen %s: %w", fe.Name, addr, err)
 			}
-			opened[key] = ln
 		}
 	}
 
@@ -255,14 +308,48 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	}
 	keep := make(map[string]bool, len(cfg.Frontends))
 	want := make(map[string]bool)
+	var replaced []*frontend // frontends whose mode changed: shut down once their listeners moved
 	for _, fe := range cfg.Frontends {
 		keep[fe.Name] = true
 		f := r.frontends[fe.Name]
-		if f == nil {
-			f = &frontend{name: fe.Name, srv: l7.NewServer(handlers[fe.Name])}
+		if f != nil && f.mode != fe.Mode {
+			replaced = append(replaced, f)
+			f = nil
+		}
+		switch {
+		case f == nil:
+			f = &frontend{name: fe.Name, mode: fe.Mode}
+			switch fe.Mode {
+			case "tcp":
+				f.tcp = l4.NewTCPServer(tcpHandlers[fe.Name])
+				f.srv = f.tcp
+			case "udp":
+			default:
+				f.http = l7.NewServer(handlers[fe.Name])
+				f.srv = f.http
+			}
 			r.frontends[fe.Name] = f
-		} else {
-			f.srv.SetHandler(handlers[fe.Name])
+		case f.tcp != nil:
+			f.tcp.SetHandler(tcpHandlers[fe.Name])
+		case f.http != nil:
+			f.http.SetHandler(handlers[fe.Name])
+		}
+		if fe.Mode == "udp" {
+			for _, key := range lkeys[fe.Name] {
+				want["udp "+key] = true
+				ub := r.udp[key]
+				if ub == nil {
+					pc := openedUDP[key]
+					ub = &udpBound{srv: l4.NewUDPServer(pc, udpHandlers[fe.Name]), addr: pc.LocalAddr(), owner: fe.Name}
+					r.udp[key] = ub
+					r.logger.Info("listening", "frontend", fe.Name, "addr", ub.addr.String(), "transport", "udp")
+					go r.serveUDP(ub)
+					continue
+				}
+				ub.owner = fe.Name
+				ub.srv.SetHandler(udpHandlers[fe.Name])
+			}
+			continue
 		}
 		for _, key := range lkeys[fe.Name] {
 			want[key] = true
@@ -289,14 +376,20 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 			r.logger.Info("listener closed", "frontend", bl.owner.name, "addr", bl.ln.Addr().String())
 		}
 	}
+	for key, ub := range r.udp {
+		if !want["udp "+key] {
+			delete(r.udp, key)
+			go ub.srv.Close()
+			r.logger.Info("listener closed", "frontend", ub.owner, "addr", ub.addr.String(), "transport", "udp")
+		}
+	}
+	for _, f := range replaced {
+		r.retire(f)
+	}
 	for name, f := range r.frontends {
 		if !keep[name] {
 			delete(r.frontends, name)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				f.srv.Shutdown(ctx)
-			}()
+			r.retire(f)
 			r.logger.Info("frontend removed", "frontend", name)
 		}
 	}
@@ -319,13 +412,37 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	return nil
 }
 
+// retire shuts a frontend's server down in the background: it stops accepting, and its
+// connections get up to 30 s to finish.
+func (r *Runtime) retire(f *frontend) {
+	if f.srv == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		f.srv.Shutdown(ctx)
+	}()
+}
+
+func (r *Runtime) serveUDP(ub *udpBound) {
+	defer func() {
+		if v := recover(); v != nil {
+			r.logger.Error("udp listener panic", "frontend", ub.owner, "panic", v)
+		}
+	}()
+	if err := ub.srv.Serve(); err != nil {
+		r.logger.Error("udp listener stopped", "frontend", ub.owner, "addr", ub.addr.String(), "err", err)
+	}
+}
+
 func (r *Runtime) serve(f *frontend, ln net.Listener) {
 	defer func() {
 		if v := recover(); v != nil {
 			r.logger.Error("listener panic", "frontend", f.name, "panic", v)
 		}
 	}()
-	if err := f.srv.Serve(ln); err != nil && !errors.Is(err, l7.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+	if err := f.srv.Serve(ln); err != nil && !errors.Is(err, l7.ErrServerClosed) && !errors.Is(err, l4.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 		r.logger.Error("listener stopped", "frontend", f.name, "addr", ln.Addr().String(), "err", err)
 	}
 }
@@ -379,6 +496,11 @@ func (r *Runtime) Addrs(frontend string) []net.Addr {
 			out = append(out, bl.ln.Addr())
 		}
 	}
+	for _, ub := range r.udp {
+		if ub.owner == frontend {
+			out = append(out, ub.addr)
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
@@ -405,9 +527,18 @@ func (r *Runtime) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
 	fes := make([]*frontend, 0, len(r.frontends))
 	for _, f := range r.frontends {
-		fes = append(fes, f)
+		if f.srv != nil {
+			fes = append(fes, f)
+		}
+	}
+	udps := make([]*udpBound, 0, len(r.udp))
+	for _, ub := range r.udp {
+		udps = append(udps, ub)
 	}
 	r.mu.Unlock()
+	for _, ub := range udps {
+		ub.srv.Close()
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(fes))
 	for i, f := range fes {

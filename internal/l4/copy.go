@@ -1,0 +1,114 @@
+package l4
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// spliceChunk is how much one splice call may move before the copy loop re-arms the idle
+// deadline. Large enough that the loop costs nothing next to the data, small enough that a busy
+// connection re-arms its deadline often.
+const spliceChunk = 1 << 20
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// activity records when bytes last moved in either direction, so one direction's idle deadline
+// does not cut a connection whose other direction is busy (a download with a silent client).
+type activity struct{ last atomic.Int64 }
+
+func (a *activity) touch()               { a.last.Store(time.Now().UnixNano()) }
+func (a *activity) since() time.Duration { return time.Duration(time.Now().UnixNano() - a.last.Load()) }
+
+// proxyCopy moves bytes both ways between client and server until both directions are done, then
+// returns. A direction ends at EOF, which is passed on as a half-close (CloseWrite), so protocols
+// that shut down their sending side and still read (an SMTP client after QUIT, `nc -N`) work.
+// No byte in either direction for idle closes both. Between two *net.TCPConn the kernel splices
+// (no copy through user space); otherwise (TLS) a pooled buffer is used.
+func proxyCopy(client, server net.Conn, idle time.Duration) (up, down int64) {
+	var act activity
+	act.touch()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		down = copyHalf(client, server, idle, &act, client, server)
+	}()
+	up = copyHalf(server, client, idle, &act, client, server)
+	wg.Wait()
+	return up, down
+}
+
+// copyHalf copies src to dst until EOF, an error or the idle timeout. On EOF it half-closes dst;
+// on an error or timeout it closes both connections, which ends the other direction too.
+func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, server net.Conn) int64 {
+	var total int64
+	var err error
+	dtcp, dok := dst.(*net.TCPConn)
+	stcp, sok := src.(*net.TCPConn)
+	var bufp *[]byte
+	if !dok || !sok {
+		bufp = copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bufp)
+	}
+	for {
+		src.SetReadDeadline(time.Now().Add(idle))
+		var n int64
+		if dok && sok {
+			n, err = dtcp.ReadFrom(&io.LimitedReader{R: stcp, N: spliceChunk})
+			if err == nil && n < spliceChunk {
+				err = io.EOF // ReadFrom stops short of the limit only at EOF
+			}
+		} else {
+			n, err = copyBuffered(dst, src, *bufp, idle)
+		}
+		total += n
+		if n > 0 {
+			act.touch()
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && act.since() < idle {
+			continue // the other direction is busy, or bytes moved just before the deadline
+		}
+		break
+	}
+	if errors.Is(err, io.EOF) {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			return total
+		}
+	}
+	// An error, the idle timeout, or a peer that cannot half-close: end both directions.
+	client.Close()
+	server.Close()
+	return total
+}
+
+// copyBuffered copies until EOF, an error or the read deadline, through buf. Unlike io.Copy it
+// reports EOF as io.EOF so the caller can half-close.
+func copyBuffered(dst, src net.Conn, buf []byte, idle time.Duration) (int64, error) {
+	var total int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			dst.SetWriteDeadline(time.Now().Add(idle))
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			if werr != nil {
+				return total, werr
+			}
+			// Re-arm the read deadline now and then: here every read counts as activity.
+			if total >= spliceChunk {
+				return total, nil
+			}
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}

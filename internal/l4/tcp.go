@@ -1,0 +1,459 @@
+package l4
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/waage/waage/internal/proxyproto"
+)
+
+// Route sends connections whose ClientHello (or source) matches to a backend. Empty lists match
+// everything.
+type Route struct {
+	Name    string
+	Backend *Backend
+	// SNI names: exact ("a.example.com") or wildcard ("*.example.com"), lower case.
+	SNI []string
+	// ALPN matches when the client offers any of these protocols.
+	ALPN []string
+	// Source matches the client's address.
+	Source []netip.Prefix
+}
+
+func (r *Route) matches(h *ClientHello, client netip.Addr) bool {
+	if len(r.Source) > 0 && !inPrefixes(r.Source, client) {
+		return false
+	}
+	if len(r.SNI) > 0 {
+		if h == nil || !matchSNI(r.SNI, h.ServerName) {
+			return false
+		}
+	}
+	if len(r.ALPN) > 0 {
+		if h == nil || !anyIn(r.ALPN, h.ALPN) {
+			return false
+		}
+	}
+	return true
+}
+
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchSNI matches name against exact names and "*.suffix" wildcards, which (as in TLS
+// certificates) cover exactly one more label.
+func matchSNI(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if p == name {
+			return true
+		}
+		if len(p) > 2 && p[0] == '*' && p[1] == '.' {
+			suffix := p[1:]
+			if len(name) > len(suffix) && name[len(name)-len(suffix):] == suffix {
+				label := name[:len(name)-len(suffix)]
+				if label != "" && !containsByte(label, '.') {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func containsByte(s string, c byte) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return true
+		}
+	}
+	return false
+}
+
+func anyIn(want, have []string) bool {
+	for _, w := range want {
+		for _, h := range have {
+			if w == h {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TCPHandler is one tcp frontend's compiled configuration. A reload swaps it; connections
+// already proxied keep the backend they started with.
+type TCPHandler struct {
+	Name string
+	// Routes are tried in order; Default takes the rest (nil: close the connection).
+	Routes  []*Route
+	Default *Backend
+	// TLS terminates TLS when set; routes then match the negotiated SNI and ALPN.
+	TLS *tls.Config
+	// Peek reads the ClientHello without terminating, for routes on SNI or ALPN.
+	Peek bool
+	// ProxyTrusted, when set, makes every connection start with a PROXY header and accepts
+	// connections only from these sources.
+	ProxyTrusted []netip.Prefix
+	// HandshakeTimeout bounds the PROXY header, the ClientHello peek and the TLS handshake.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection when no byte moved either way for this long.
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// TCPStats counts what happened to a tcp frontend's connections.
+type TCPStats struct {
+	Accepted  atomic.Uint64
+	Proxied   atomic.Uint64
+	NotTLS    atomic.Uint64 // first bytes were not a TLS ClientHello (peek mode)
+	BadHello  atomic.Uint64 // a malformed ClientHello
+	Rejected  atomic.Uint64 // untrusted source or bad PROXY header
+	NoBackend atomic.Uint64 // no route matched and no default, or no server available
+	TLSFailed atomic.Uint64 // TLS handshake failed (terminating mode)
+	Timeouts  atomic.Uint64 // the ClientHello did not arrive within the handshake timeout
+}
+
+// TCPServer serves tcp frontends: it accepts on any number of listeners and proxies each
+// connection with the current TCPHandler.
+type TCPServer struct {
+	handler atomic.Pointer[TCPHandler]
+	Stats   TCPStats
+
+	mu       sync.Mutex
+	lns      map[net.Listener]*lnState
+	conns    map[*tcpConn]struct{}
+	shutting bool
+	wg       sync.WaitGroup
+}
+
+// lnState is one listener's accept loop: detached tells it to let go of the listener, done
+// closes when it has.
+type lnState struct {
+	detached atomic.Bool
+	done     chan struct{}
+}
+
+// NewTCPServer returns a server using h.
+func NewTCPServer(h *TCPHandler) *TCPServer {
+	s := &TCPServer{lns: map[net.Listener]*lnState{}, conns: map[*tcpConn]struct{}{}}
+	s.handler.Store(h)
+	return s
+}
+
+// SetHandler swaps the configuration for new connections.
+func (s *TCPServer) SetHandler(h *TCPHandler) { s.handler.Store(h) }
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("l4: server closed")
+
+// Serve accepts connections on ln until it is closed, detached (then it returns nil) or the
+// server shuts down.
+func (s *TCPServer) Serve(ln net.Listener) error {
+	st := &lnState{done: make(chan struct{})}
+	defer close(st.done)
+	s.mu.Lock()
+	if s.shutting {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.lns[ln] = st
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if st.detached.Load() {
+				return nil
+			}
+			s.mu.Lock()
+			shutting := s.shutting
+			s.mu.Unlock()
+			if shutting {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			var tmp interface{ Temporary() bool }
+			if errors.As(err, &ne) && ne.Timeout() || errors.As(err, &tmp) && tmp.Temporary() {
+				// Out of file descriptors and the like: back off instead of spinning.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				h := s.handler.Load()
+				h.Logger.Warn("accept failed; retrying", "frontend", h.Name, "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.Stats.Accepted.Add(1)
+		tc := &tcpConn{srv: s, c: c}
+		s.mu.Lock()
+		if s.shutting {
+			s.mu.Unlock()
+			c.Close()
+			return ErrServerClosed
+		}
+		s.conns[tc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go tc.serve(s.handler.Load())
+	}
+}
+
+// Detach stops serving ln without closing it, so another server can take it over (a reload
+// that moves an address to another frontend). It returns once the accept loop let go.
+func (s *TCPServer) Detach(ln net.Listener) {
+	s.mu.Lock()
+	st := s.lns[ln]
+	delete(s.lns, ln)
+	s.mu.Unlock()
+	if st == nil {
+		return
+	}
+	st.detached.Store(true)
+	dl, ok := ln.(interface{ SetDeadline(time.Time) error })
+	if ok {
+		dl.SetDeadline(time.Now()) // wake Accept
+	}
+	<-st.done
+	if ok {
+		dl.SetDeadline(time.Time{})
+	}
+}
+
+// Shutdown stops accepting, waits for the connections to finish until ctx ends, then closes
+// the rest.
+func (s *TCPServer) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting = true
+	for ln := range s.lns {
+		ln.Close()
+	}
+	clear(s.lns)
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for tc := range s.conns {
+		tc.closeAll()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// tcpConn is one proxied connection.
+type tcpConn struct {
+	srv      *TCPServer
+	c        net.Conn // the client connection (a *tls.Conn when terminating)
+	mu       sync.Mutex
+	upstream net.Conn
+}
+
+func (tc *tcpConn) closeAll() {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	tc.c.Close()
+	if tc.upstream != nil {
+		tc.upstream.Close()
+	}
+}
+
+func (tc *tcpConn) done() {
+	tc.srv.mu.Lock()
+	delete(tc.srv.conns, tc)
+	tc.srv.mu.Unlock()
+	tc.srv.wg.Done()
+}
+
+func (tc *tcpConn) serve(h *TCPHandler) {
+	defer tc.done()
+	defer func() {
+		if p := recover(); p != nil {
+			h.Logger.Error("tcp connection panicked", "frontend", h.Name, "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	defer tc.c.Close()
+	st := &tc.srv.Stats
+	client := addrPort(tc.c.RemoteAddr())
+	local := addrPort(tc.c.LocalAddr())
+	var prefix []byte // bytes read from the client that the server must get first
+	deadline := time.Now().Add(h.HandshakeTimeout)
+
+	if h.ProxyTrusted != nil {
+		if !inPrefixes(h.ProxyTrusted, client.Addr()) {
+			st.Rejected.Add(1)
+			return
+		}
+		tc.c.SetReadDeadline(deadline)
+		hdr, rest, err := proxyproto.Read(tc.c, make([]byte, 256))
+		if err != nil {
+			st.Rejected.Add(1)
+			h.Logger.Debug("PROXY header refused", "frontend", h.Name, "client", client, "err", err)
+			return
+		}
+		if hdr.Command == proxyproto.Proxy && hdr.Source.IsValid() {
+			client, local = hdr.Source, hdr.Destination
+		}
+		prefix = rest
+	}
+
+	var hello *ClientHello
+	var plainSrc net.Conn = tc.c
+	switch {
+	case h.TLS != nil:
+		if len(prefix) > 0 {
+			plainSrc = &prefixConn{Conn: tc.c, prefix: prefix}
+			prefix = nil
+		}
+		tlsConn := tls.Server(plainSrc, h.TLS)
+		tlsConn.SetDeadline(deadline)
+		if err := tlsConn.Handshake(); err != nil {
+			st.TLSFailed.Add(1)
+			h.Logger.Debug("TLS handshake failed", "frontend", h.Name, "client", client, "err", err)
+			return
+		}
+		tlsConn.SetDeadline(time.Time{})
+		cs := tlsConn.ConnectionState()
+		hello = &ClientHello{ServerName: cs.ServerName}
+		if cs.NegotiatedProtocol != "" {
+			hello.ALPN = []string{cs.NegotiatedProtocol}
+		}
+		tc.mu.Lock()
+		tc.c = tlsConn
+		tc.mu.Unlock()
+	case h.Peek:
+		tc.c.SetReadDeadline(deadline)
+		var r io.Reader = tc.c
+		if len(prefix) > 0 {
+			r = io.MultiReader(bytes.NewReader(prefix), tc.c)
+		}
+		ch, raw, err := PeekClientHello(r)
+		if err != nil {
+			switch {
+			case errors.Is(err, ErrNotTLS):
+				st.NotTLS.Add(1)
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				st.Timeouts.Add(1)
+			default:
+				st.BadHello.Add(1)
+			}
+			h.Logger.Debug("not a TLS ClientHello; closed", "frontend", h.Name, "client", client, "err", err)
+			return
+		}
+		hello = &ch
+		prefix = raw
+		tc.c.SetReadDeadline(time.Time{})
+	default:
+		if h.ProxyTrusted != nil {
+			tc.c.SetReadDeadline(time.Time{})
+		}
+	}
+
+	b := h.Default
+	for _, r := range h.Routes {
+		if r.matches(hello, client.Addr()) {
+			b = r.Backend
+			break
+		}
+	}
+	if b == nil {
+		st.NoBackend.Add(1)
+		h.Logger.Debug("no route for connection; closed", "frontend", h.Name, "client", client)
+		return
+	}
+	logf := func(msg string, args ...any) {
+		h.Logger.Warn(msg, append([]any{"frontend", h.Name}, args...)...)
+	}
+	up, srv, err := b.dial(context.Background(), "tcp", client, logf)
+	if err != nil {
+		st.NoBackend.Add(1)
+		h.Logger.Warn("connection not proxied", "frontend", h.Name, "backend", b.Name, "client", client, "err", err)
+		return
+	}
+	defer b.release(srv)
+	tc.mu.Lock()
+	tc.upstream = up
+	tc.mu.Unlock()
+	defer up.Close()
+	if b.proxyProto != 0 {
+		hdr := proxyproto.Header{Version: b.proxyProto, Command: proxyproto.Proxy, Network: "tcp", Source: client, Destination: local}
+		if !client.IsValid() || !local.IsValid() || client.Addr().Unmap().Is4() != local.Addr().Unmap().Is4() {
+			hdr = proxyproto.Header{Version: b.proxyProto, Command: proxyproto.Local}
+		} else {
+			hdr.Source = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+			hdr.Destination = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+		}
+		buf, err := hdr.AppendBinary(make([]byte, 0, 64+len(prefix)))
+		if err == nil {
+			prefix = append(buf, prefix...)
+		}
+	}
+	if len(prefix) > 0 {
+		up.SetWriteDeadline(time.Now().Add(h.IdleTimeout))
+		if _, err := up.Write(prefix); err != nil {
+			srv.Failures.Add(1)
+			return
+		}
+		up.SetWriteDeadline(time.Time{})
+	}
+	st.Proxied.Add(1)
+	tc.mu.Lock()
+	cl := tc.c
+	tc.mu.Unlock()
+	proxyCopy(cl, up, h.IdleTimeout)
+}
+
+// addrPort converts a net.Addr from a TCP or UDP socket.
+func addrPort(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case *net.UDPAddr:
+		return a.AddrPort()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap
+	}
+	return netip.AddrPort{}
+}
+
+// prefixConn is a net.Conn whose first reads return prefix (bytes already read from it).
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}

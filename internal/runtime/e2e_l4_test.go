@@ -1,0 +1,326 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tcpEcho is a TCP server that greets each connection with "NAME\n" and then echoes every line
+// back prefixed with its name; on EOF from the client it sends "NAME bye\n" and closes, which
+// tests half-close (the client shut its side, the server still writes).
+type tcpEcho struct {
+	name  string
+	ln    net.Listener
+	conns atomic.Int64
+	open  atomic.Int64
+	wg    sync.WaitGroup
+}
+
+func startTCPEcho(t testing.TB, name string) *tcpEcho {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &tcpEcho{name: name, ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			e.conns.Add(1)
+			e.open.Add(1)
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				defer e.open.Add(-1)
+				defer c.Close()
+				fmt.Fprintf(c, "%s\n", name)
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						fmt.Fprintf(c, "%s bye\n", name)
+						return
+					}
+					fmt.Fprintf(c, "%s %s", name, line)
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return e
+}
+
+func (e *tcpEcho) addr() string { return e.ln.Addr().String() }
+
+// tcpConfig is a tcp frontend "tcp" on 127.0.0.1:0 with backend "b" over addrs.
+func tcpConfig(extraFrontend, extraBackend string, addrs ...string) string {
+	var sb strings.Builder
+	sb.WriteString("frontends:\n  - name: tcp\n    mode: tcp\n    listen: [\"127.0.0.1:0\"]\n    backend: b\n")
+	sb.WriteString(extraFrontend)
+	sb.WriteString("backends:\n  - name: b\n")
+	sb.WriteString(extraBackend)
+	sb.WriteString("    servers:\n")
+	for i, a := range addrs {
+		fmt.Fprintf(&sb, "      - {name: s%d, address: %q}\n", i+1, a)
+	}
+	return sb.String()
+}
+
+// echoSession connects, reads the greeting, sends one line and returns the greeting's server
+// name after checking the echo, then half-closes and expects the goodbye.
+func echoSession(t testing.TB, addr, line string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, ioTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	br := bufio.NewReader(c)
+	greet, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("greeting: %v", err)
+	}
+	name := strings.TrimSpace(greet)
+	fmt.Fprintf(c, "%s\n", line)
+	got, err := br.ReadString('\n')
+	if err != nil || got != name+" "+line+"\n" {
+		t.Fatalf("echo: %q, %v; want %q", got, err, name+" "+line+"\n")
+	}
+	c.(*net.TCPConn).CloseWrite()
+	bye, err := br.ReadString('\n')
+	if err != nil || bye != name+" bye\n" {
+		t.Fatalf("after half-close: %q, %v; want %q", bye, err, name+" bye\n")
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after goodbye: %v, want EOF", err)
+	}
+	return name
+}
+
+// TestE2ETCPEchoEveryAlgorithm: TCP through waage with every algorithm; each session checks
+// the greeting, the echo and the half-close in both directions.
+func TestE2ETCPEchoEveryAlgorithm(t *testing.T) {
+	t.Parallel()
+	es := []*tcpEcho{startTCPEcho(t, "a"), startTCPEcho(t, "b"), startTCPEcho(t, "c")}
+	for _, alg := range []string{"round_robin", "weighted_round_robin", "least_connections", "source_ip_hash", "random_two_choices", "least_response_time", "hash"} {
+		t.Run(alg, func(t *testing.T) {
+			t.Parallel()
+			rt := startWaage(t, tcpConfig("", "    algorithm: "+alg+"\n", es[0].addr(), es[1].addr(), es[2].addr()))
+			addr := feAddr(t, rt, "tcp")
+			seen := map[string]int{}
+			for i := 0; i < 30; i++ {
+				seen[echoSession(t, addr, fmt.Sprintf("line %d", i))]++
+			}
+			switch alg {
+			case "source_ip_hash":
+				if len(seen) != 1 {
+					t.Errorf("one client address spread over %v", seen)
+				}
+			case "round_robin", "weighted_round_robin":
+				if seen["a"] != 10 || seen["b"] != 10 || seen["c"] != 10 {
+					t.Errorf("30 connections spread %v, want 10 each", seen)
+				}
+			case "hash": // keyed on address and port: new ports spread
+				if len(seen) < 2 {
+					t.Errorf("hash on client address and port used only %v", seen)
+				}
+			default:
+				if len(seen) < 2 {
+					t.Errorf("30 sequential connections all on %v", seen)
+				}
+			}
+		})
+	}
+}
+
+// TestE2ETCPLeastConnectionsCountsLiveConnections: open connections pin their servers; a new
+// one goes to the server with the fewest.
+func TestE2ETCPLeastConnectionsCountsLiveConnections(t *testing.T) {
+	t.Parallel()
+	a, b := startTCPEcho(t, "a"), startTCPEcho(t, "b")
+	rt := startWaage(t, tcpConfig("", "    algorithm: least_connections\n", a.addr(), b.addr()))
+	addr := feAddr(t, rt, "tcp")
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	greet := func() string {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		c.SetDeadline(time.Now().Add(ioTimeout))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(line)
+	}
+	first := greet()
+	second := greet()
+	if first == second {
+		t.Fatalf("two live connections both on %s", first)
+	}
+	// Close the one on a: the next two go to a, then alternate again.
+	for i, c := range held {
+		if i == 0 {
+			c.Close()
+		}
+	}
+	held = held[1:]
+	waitFor(t, 2*time.Second, "the closed connection released", func() bool { return rt.Server("b", "s1").InFlight()+rt.Server("b", "s2").InFlight() == 1 })
+	if got := greet(); got != first {
+		t.Errorf("new connection went to %s, want %s (fewer live connections)", got, first)
+	}
+}
+
+// TestE2ETCPLargeTransfer: 16 MiB each way at once, byte-exact (the splice path).
+func TestE2ETCPLargeTransfer(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c) // echo until EOF, then close
+	}()
+	rt := startWaage(t, tcpConfig("", "", ln.Addr().String()))
+	c, err := net.Dial("tcp", feAddr(t, rt, "tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	data := make([]byte, 16<<20)
+	rand.Read(data)
+	go func() {
+		c.Write(data)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("echoed %d of %d bytes, equal=%v, err %v", len(got), len(data), bytes.Equal(got, data), err)
+	}
+}
+
+// TestE2ETCPIdleTimeout: a connection with no traffic either way is closed after client_idle;
+// one with traffic is not.
+func TestE2ETCPIdleTimeout(t *testing.T) {
+	t.Parallel()
+	e := startTCPEcho(t, "a")
+	rt := startWaage(t, tcpConfig("    timeouts: {client_idle: 300ms}\n", "", e.addr()))
+	addr := feAddr(t, rt, "tcp")
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	bbr, ibr := bufio.NewReader(busy), bufio.NewReader(idle)
+	busy.SetDeadline(time.Now().Add(ioTimeout))
+	idle.SetDeadline(time.Now().Add(ioTimeout))
+	bbr.ReadString('\n')
+	ibr.ReadString('\n')
+	start := time.Now()
+	for time.Since(start) < 900*time.Millisecond {
+		fmt.Fprintf(busy, "ping\n")
+		if _, err := bbr.ReadString('\n'); err != nil {
+			t.Fatalf("busy connection cut after %s: %v", time.Since(start), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := ibr.ReadString('\n'); err == nil {
+		t.Fatal("idle connection got data")
+	} else if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("idle connection closed after %s, want about 300ms", d)
+	}
+}
+
+// TestE2ETCPFailover: a dead server's connects are retried on another server; with active
+// checks it leaves the rotation.
+func TestE2ETCPFailover(t *testing.T) {
+	t.Parallel()
+	a := startTCPEcho(t, "a")
+	rt := startWaage(t, tcpConfig("", "    health_check: {type: tcp, interval: 100ms, timeout: 100ms, fall: 1}\n", closedAddr(t), a.addr()))
+	addr := feAddr(t, rt, "tcp")
+	for i := 0; i < 10; i++ {
+		if got := echoSession(t, addr, "x"); got != "a" {
+			t.Fatalf("session %d on %s", i, got)
+		}
+	}
+	waitFor(t, 3*time.Second, "s1 DOWN", func() bool { return !rt.Server("b", "s1").Healthy() })
+}
+
+// TestE2ETCPMaxConnectionsQueue: with max_connections 1 per server, a second connection waits
+// in the queue until the first ends, and one beyond the queue timeout is refused.
+func TestE2ETCPMaxConnectionsQueue(t *testing.T) {
+	t.Parallel()
+	a := startTCPEcho(t, "a")
+	rt := startWaage(t, tcpConfig("", "    max_connections: 1\n    queue: {size: 1, timeout: 400ms}\n", a.addr()))
+	addr := feAddr(t, rt, "tcp")
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.SetDeadline(time.Now().Add(ioTimeout))
+	bufio.NewReader(first).ReadString('\n')
+	// The second waits: no greeting while the first is open.
+	second, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	sbr := bufio.NewReader(second)
+	second.SetDeadline(time.Now().Add(150 * time.Millisecond))
+	if _, err := sbr.ReadString('\n'); err == nil {
+		t.Fatal("second connection served while the server was at max_connections")
+	}
+	first.Close()
+	second.SetDeadline(time.Now().Add(ioTimeout))
+	if g, err := sbr.ReadString('\n'); err != nil || g != "a\n" {
+		t.Fatalf("queued connection: %q %v", g, err)
+	}
+	if n := a.open.Load(); n > 1 {
+		t.Errorf("server has %d connections open, want at most 1", n)
+	}
+	// While second holds the slot, a third waits 400ms and is closed.
+	third, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	third.SetDeadline(time.Now().Add(ioTimeout))
+	start := time.Now()
+	if _, err := bufio.NewReader(third).ReadString('\n'); err == nil {
+		t.Fatal("third connection served beyond max_connections")
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
+		t.Errorf("third connection refused after %s, want the queue timeout (400ms)", d)
+	}
+}

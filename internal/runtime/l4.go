@@ -1,0 +1,166 @@
+package runtime
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/waage/waage/internal/config"
+	"github.com/waage/waage/internal/l4"
+	"github.com/waage/waage/internal/l7"
+)
+
+// tcpServer is what the runtime needs of a frontend serving TCP listeners, HTTP or plain TCP.
+type tcpServer interface {
+	Serve(ln net.Listener) error
+	Detach(ln net.Listener)
+	Shutdown(ctx context.Context) error
+}
+
+// buildL4Backends compiles the L4 side of every backend a tcp or udp frontend uses, over the
+// same servers and outlier detector as the HTTP side.
+func buildL4Backends(cfg *config.Config, httpSide map[string]*l7.Backend) (map[string]*l4.Backend, error) {
+	used := map[string]bool{}
+	for _, fe := range cfg.Frontends {
+		if fe.Mode != "tcp" && fe.Mode != "udp" {
+			continue
+		}
+		used[fe.Backend] = true
+		used[fe.DefaultBackend] = true
+		for _, r := range fe.Routes {
+			used[r.Backend] = true
+		}
+	}
+	out := map[string]*l4.Backend{}
+	for _, bc := range cfg.Backends {
+		if !used[bc.Name] {
+			continue
+		}
+		hb := httpSide[bc.Name]
+		b, err := l4.NewBackend(bc, hb.Servers, hb.Outlier)
+		if err != nil {
+			return nil, err
+		}
+		out[bc.Name] = b
+	}
+	return out, nil
+}
+
+// tcpHandler compiles a tcp frontend.
+func tcpHandler(fe config.Frontend, backends map[string]*l4.Backend, logger *slog.Logger) (*l4.TCPHandler, error) {
+	h := &l4.TCPHandler{
+		Name:             fe.Name,
+		Default:          backends[fe.Backend],
+		HandshakeTimeout: fe.Timeouts.ClientHeader.D(),
+		IdleTimeout:      fe.Timeouts.ClientIdle.D(),
+		Logger:           logger,
+	}
+	if fe.DefaultBackend != "" {
+		h.Default = backends[fe.DefaultBackend]
+	}
+	for _, rc := range fe.Routes {
+		r := &l4.Route{Name: rc.Name, Backend: backends[rc.Backend], SNI: rc.Match.SNI, ALPN: rc.Match.ALPN}
+		for _, s := range rc.Match.Source {
+			p, err := parsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("frontend %q: route %q: %w", fe.Name, rc.Name, err)
+			}
+			r.Source = append(r.Source, p)
+		}
+		if len(r.SNI) > 0 || len(r.ALPN) > 0 {
+			h.Peek = true
+		}
+		h.Routes = append(h.Routes, r)
+	}
+	if fe.TLS != nil {
+		cfg, err := serverTLS(fe.TLS, h.Routes)
+		if err != nil {
+			return nil, fmt.Errorf("frontend %q: tls: %w", fe.Name, err)
+		}
+		h.TLS, h.Peek = cfg, false
+	}
+	var err error
+	if h.ProxyTrusted, err = trustedPrefixes(fe); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// trustedPrefixes returns the sources a frontend accepts PROXY headers from: nil when it reads
+// none, a non-nil (possibly empty) list when it does.
+func trustedPrefixes(fe config.Frontend) ([]netip.Prefix, error) {
+	if fe.ProxyProtocol == nil {
+		return nil, nil
+	}
+	out := []netip.Prefix{}
+	for _, s := range fe.ProxyProtocol.Trusted {
+		p, err := parsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("frontend %q: proxy_protocol: %w", fe.Name, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// udpHandler compiles a udp frontend.
+func udpHandler(fe config.Frontend, backends map[string]*l4.Backend, logger *slog.Logger) *l4.UDPHandler {
+	return &l4.UDPHandler{
+		Name: fe.Name, Backend: backends[fe.Backend], IdleTimeout: fe.Timeouts.ClientIdle.D(),
+		MaxFlows: fe.UDP.MaxFlows, PerPacket: fe.UDP.PerPacket, Logger: logger,
+	}
+}
+
+// parsePrefix reads a CIDR or a single address as a prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// serverTLS loads a terminating frontend's certificates. crypto/tls picks the certificate whose
+// names match the client's SNI and falls back to the first. ALPN offers the protocols the routes
+// match on, so a route on alpn can match after the handshake.
+func serverTLS(t *config.FrontendTLS, routes []*l4.Route) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.MinVersion == "1.3" {
+		cfg.MinVersion = tls.VersionTLS13
+	}
+	var errs []error
+	for i, c := range t.Certificates {
+		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("certificates[%d]: %w", i, err))
+			continue
+		}
+		cfg.Certificates = append(cfg.Certificates, cert)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, r := range routes {
+		for _, p := range r.ALPN {
+			if !seen[p] {
+				seen[p] = true
+				cfg.NextProtos = append(cfg.NextProtos, p)
+			}
+		}
+	}
+	return cfg, nil
+}
