@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/waage/waage/internal/config"
 )
 
 // tcpEcho is a TCP server that greets each connection with "NAME\n" and then echoes every line
@@ -323,4 +325,65 @@ func TestE2ETCPMaxConnectionsQueue(t *testing.T) {
 	if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
 		t.Errorf("third connection refused after %s, want the queue timeout (400ms)", d)
 	}
+}
+
+// TestE2EL4Reload: a reload keeps tcp and udp sockets (same ports), open TCP sessions go on with
+// their server, and new sessions use the new configuration.
+func TestE2EL4Reload(t *testing.T) {
+	t.Parallel()
+	a, b := startTCPEcho(t, "a"), startTCPEcho(t, "b")
+	u := startUDPEcho(t, "u")
+	conf := func(server string) string {
+		return fmt.Sprintf(`log: {access: "off"}
+frontends:
+  - {name: tcp, mode: tcp, listen: ["127.0.0.1:0"], backend: t}
+  - {name: udp, mode: udp, listen: ["127.0.0.1:0"], backend: u}
+backends:
+  - {name: t, servers: [{name: s, address: %q}]}
+  - {name: u, servers: [{name: s, address: %q}]}
+`, server, u.addr())
+	}
+	rt := startWaage(t, conf(a.addr()))
+	tcpAddr, udpAddr := feAddr(t, rt, "tcp"), feAddr(t, rt, "udp")
+	open, err := net.Dial("tcp", tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	open.SetDeadline(time.Now().Add(ioTimeout))
+	obr := bufio.NewReader(open)
+	if g, _ := obr.ReadString('\n'); g != "a\n" {
+		t.Fatalf("greeting %q", g)
+	}
+	cfg, err := parseForTest(conf(b.addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if feAddr(t, rt, "tcp") != tcpAddr || feAddr(t, rt, "udp") != udpAddr {
+		t.Fatalf("sockets changed on reload: %s %s -> %s %s", tcpAddr, udpAddr, feAddr(t, rt, "tcp"), feAddr(t, rt, "udp"))
+	}
+	fmt.Fprintf(open, "still here\n")
+	if g, err := obr.ReadString('\n'); g != "a still here\n" {
+		t.Fatalf("open session after the reload: %q %v", g, err)
+	}
+	if got := echoSession(t, tcpAddr, "new"); got != "b" {
+		t.Errorf("new session after the reload went to %s, want b", got)
+	}
+	ua, _ := net.ResolveUDPAddr("udp", udpAddr)
+	c, err := net.DialUDP("udp", nil, ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := udpAsk(t, c, "after reload"); got != "u" {
+		t.Errorf("udp after the reload: %s", got)
+	}
+}
+
+// parseForTest parses a test configuration with defaults applied, as startWaage does.
+func parseForTest(yamlText string) (*config.Config, error) {
+	return config.Parse("e2e.yaml", []byte(yamlText), func(string) (string, bool) { return "", false })
 }
