@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -340,7 +341,7 @@ func (tc *tcpConn) serve(h *TCPHandler) {
 		}
 		tlsConn.SetDeadline(time.Time{})
 		cs := tlsConn.ConnectionState()
-		hello = &ClientHello{ServerName: cs.ServerName}
+		hello = &ClientHello{ServerName: strings.ToLower(cs.ServerName)} // as PeekClientHello; crypto/tls keeps the case
 		if cs.NegotiatedProtocol != "" {
 			hello.ALPN = []string{cs.NegotiatedProtocol}
 		}

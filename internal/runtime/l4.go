@@ -162,5 +162,20 @@ func serverTLS(t *config.FrontendTLS, routes []*l4.Route) (*tls.Config, error) {
 			}
 		}
 	}
+	if len(cfg.NextProtos) > 0 {
+		// A client that offers none of the routes' protocols must not fail the handshake ("no
+		// application protocol"): it gets no ALPN and goes to the default backend, as in
+		// passthrough mode.
+		plain := cfg.Clone()
+		plain.NextProtos = nil
+		cfg.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+			for _, p := range hi.SupportedProtos {
+				if seen[p] {
+					return nil, nil
+				}
+			}
+			return plain, nil
+		}
+	}
 	return cfg, nil
 }
