@@ -34,6 +34,8 @@ const (
 var (
 	checkTypes    = []string{"tcp", "http", "icmp", "udp", "exec", "none"}
 	checkInitials = []string{"up", "down"}
+	// checkProxyProtocols adds none, to turn off the header a check inherits from its backend.
+	checkProxyProtocols = []string{"v1", "v2", "none"}
 )
 
 // HealthCheckFor returns the effective health check of the backend's server i: the backend's
@@ -152,7 +154,7 @@ func (v *validator) healthCheck(p string, hc *HealthCheck) {
 		v.errorf(p+".fall", "must be at least 1")
 	}
 	v.oneOf(p+".initial", hc.Initial, checkInitials)
-	v.oneOf(p+".proxy_protocol", hc.ProxyProtocol, proxyProtocols)
+	v.oneOf(p+".proxy_protocol", hc.ProxyProtocol, checkProxyProtocols)
 	if hc.Port < 0 || hc.Port > 65535 {
 		v.errorf(p+".port", "must be a port from 1 to 65535")
 	}

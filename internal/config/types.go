@@ -237,8 +237,9 @@ type HealthCheck struct {
 	// Expect must occur in the reply, or match "~regex". For udp without Expect any reply passes.
 	Expect string `yaml:"expect,omitempty"`
 
-	// ProxyProtocol sends a PROXY protocol header (v1 or v2) first on tcp and http checks, for
-	// servers that demand one; default the backend's proxy_protocol.
+	// ProxyProtocol sends a PROXY protocol header (v1 or v2, with the LOCAL command) first on
+	// tcp and http checks, for servers that demand one; default the backend's proxy_protocol;
+	// none turns it off.
 	ProxyProtocol string `yaml:"proxy_protocol,omitempty"`
 
 	// Command is the exec check: program and arguments, run with WAAGE_SERVER_ADDRESS,

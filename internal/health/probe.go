@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -313,7 +312,7 @@ func handshakeError(ctx context.Context, err error) error {
 }
 
 // proxyVersion is the PROXY protocol version a check sends first (proxy_protocol, which
-// defaults to the backend's): 0 for none.
+// defaults to the backend's): 0 for none (or "none").
 func proxyVersion(hc *config.HealthCheck) int {
 	switch hc.ProxyProtocol {
 	case "v1":
@@ -325,16 +324,15 @@ func proxyVersion(hc *config.HealthCheck) int {
 }
 
 // dialCheck connects to address and, for servers that demand it, sends a PROXY protocol header
-// naming the check's own connection: the server sees that the check comes from waage.
+// with the LOCAL command, which the protocol defines for a proxy's own connections such as
+// health checks: the server uses the connection's real addresses.
 func dialCheck(ctx context.Context, address string, proxyVersion int) (net.Conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", address)
 	if err != nil || proxyVersion == 0 {
 		return c, err
 	}
-	src, _ := netip.ParseAddrPort(c.LocalAddr().String())
-	dst, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	hdr := proxyproto.Header{Version: proxyVersion, Command: proxyproto.Proxy, Network: "tcp", Source: src, Destination: dst}
+	hdr := proxyproto.Header{Version: proxyVersion, Command: proxyproto.Local}
 	b, err := hdr.AppendBinary(nil)
 	if err == nil {
 		if dl, ok := ctx.Deadline(); ok {

@@ -105,16 +105,24 @@ var errNoServer = errors.New("no server available")
 
 // pick chooses a usable server that has room for one more connection, skipping tried, and takes
 // the slot. When every usable server is at max_connections it waits in the queue.
-func (b *Backend) pick(ctx context.Context, key uint64, tried []*backend.Server) (*backend.Server, error) {
+func (b *Backend) pick(ctx context.Context, key uint64, tried []*backend.Server, queue bool) (*backend.Server, error) {
 	full := tried
+	var deadline time.Time
 	for {
 		s := b.Balancer.Pick(key, full)
 		if s == nil {
 			if len(full) == len(tried) {
 				return nil, errNoServer
 			}
-			// Every usable server was full: wait for a slot, then pick again.
-			if err := b.queue.wait(ctx); err != nil {
+			// Every usable server was full: wait for a slot, then pick again. The deadline is
+			// the first wait's, so losing the race for a freed slot does not wait longer.
+			if !queue {
+				return nil, errQueueFull
+			}
+			if deadline.IsZero() && b.queue != nil {
+				deadline = time.Now().Add(b.queue.timeout)
+			}
+			if err := b.queue.wait(ctx, deadline); err != nil {
 				return nil, err
 			}
 			full = tried
@@ -155,7 +163,7 @@ var (
 	errQueueTimeout = errors.New("all servers stayed at max_connections for the queue timeout")
 )
 
-func (q *queue) wait(ctx context.Context) error {
+func (q *queue) wait(ctx context.Context, deadline time.Time) error {
 	if q == nil {
 		return errNoServer
 	}
@@ -167,7 +175,7 @@ func (q *queue) wait(ctx context.Context) error {
 	q.mu.Lock()
 	ch := q.ch
 	q.mu.Unlock()
-	t := time.NewTimer(q.timeout)
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-ch:
@@ -197,7 +205,8 @@ func (b *Backend) dial(ctx context.Context, network string, client netip.AddrPor
 	triedS := tried[:0]
 	var lastErr error
 	for attempt := 0; attempt < b.attempts; attempt++ {
-		s, err := b.pick(ctx, key, triedS)
+		// UDP flows do not queue: one waiting flow would hold up the socket's every client.
+		s, err := b.pick(ctx, key, triedS, network == "tcp")
 		if err != nil {
 			if lastErr != nil {
 				return nil, nil, fmt.Errorf("%w (last connect error: %v)", err, lastErr)
@@ -208,7 +217,10 @@ func (b *Backend) dial(ctx context.Context, network string, client netip.AddrPor
 		c, err := b.dialer.DialContext(dctx, network, s.Address)
 		cancel()
 		if err == nil {
-			b.Outlier.Success(s)
+			// A UDP "connect" succeeds without the server; only a reply counts for UDP.
+			if network == "tcp" {
+				b.Outlier.Success(s)
+			}
 			return c, s, nil
 		}
 		b.release(s)

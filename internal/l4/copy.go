@@ -32,6 +32,11 @@ func (a *activity) since() time.Duration { return time.Duration(time.Now().UnixN
 func proxyCopy(client, server net.Conn, idle time.Duration) (up, down int64) {
 	var act activity
 	act.touch()
+	stop := watchdog(&act, idle, func() {
+		client.Close()
+		server.Close()
+	})
+	defer stop()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -41,6 +46,35 @@ func proxyCopy(client, server net.Conn, idle time.Duration) (up, down int64) {
 	up = copyHalf(server, client, idle, &act, client, server)
 	wg.Wait()
 	return up, down
+}
+
+// watchdog closes a connection whose bytes stopped moving for twice the idle timeout. The read
+// deadlines catch a silent peer; this catches a peer that stopped reading, where the kernel's
+// splice waits on the write side, which has no deadline (a write deadline could fire between
+// the two halves of a splice and lose the bytes in its pipe).
+func watchdog(act *activity, idle time.Duration, kill func()) (stop func()) {
+	var mu sync.Mutex
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(idle, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if t == nil {
+			return
+		}
+		if act.since() > 2*idle {
+			kill()
+			return
+		}
+		t.Reset(idle)
+	})
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		t.Stop()
+		t = nil
+		mu.Unlock()
+	}
 }
 
 // copyHalf copies src to dst until EOF, an error or the idle timeout. On EOF it half-closes dst;

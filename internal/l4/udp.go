@@ -109,6 +109,14 @@ func (s *UDPServer) datagram(p []byte, client netip.AddrPort) {
 	h := s.handler.Load()
 	s.mu.Lock()
 	f := s.flows[client]
+	if f != nil && f.srv != nil && !f.srv.AcceptsPinned() {
+		// The flow's server went DOWN, was ejected or put in maintenance: the client's traffic
+		// moves to a server that can take it (a WireGuard tunnel re-handshakes there).
+		s.mu.Unlock()
+		s.endFlow(f)
+		s.mu.Lock()
+		f = s.flows[client]
+	}
 	if f == nil {
 		if s.closed {
 			s.mu.Unlock()
@@ -141,7 +149,7 @@ func (s *UDPServer) datagram(p []byte, client netip.AddrPort) {
 		}
 		return
 	}
-	srv, err := f.b.pick(context.Background(), f.b.key(client), nil)
+	srv, err := f.b.pick(context.Background(), f.b.key(client), nil, false)
 	if err != nil {
 		s.Stats.Dropped.Add(1)
 		return

@@ -272,6 +272,7 @@ type clientConn struct {
 	// (from the client's own PROXY header when there was one).
 	remotePort uint16
 	local      netip.AddrPort
+	proxied    bool   // the PROXY header (if the frontend wants one) was read
 	remoteIP   []byte // remote in text form, for X-Forwarded-For and logs
 	one        [1]byte
 	// rdl is the read deadline currently set (zero: none or unknown); waitStart is when the
@@ -306,10 +307,14 @@ func (cc *clientConn) armWrite(now time.Time, idle time.Duration) {
 // serve runs the connection's request loop. It returns without closing the connection when the
 // connection was parked; the parker calls serve again when the next request arrives.
 func (cc *clientConn) serve() {
-	if h := cc.s.h.Load(); h.ProxyTrusted != nil && !cc.readProxyHeader(h) {
-		cc.s.Stats.ProxyRejected.Add(1)
-		cc.close()
-		return
+	// serve runs again when a parked connection wakes up; the header came once, at the start.
+	if h := cc.s.h.Load(); h.ProxyTrusted != nil && !cc.proxied {
+		cc.proxied = true
+		if !cc.readProxyHeader(h) {
+			cc.s.Stats.ProxyRejected.Add(1)
+			cc.close()
+			return
+		}
 	}
 	for {
 		switch cc.awaitRequest(cc.s.h.Load()) {

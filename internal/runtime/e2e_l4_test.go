@@ -387,3 +387,67 @@ backends:
 func parseForTest(yamlText string) (*config.Config, error) {
 	return config.Parse("e2e.yaml", []byte(yamlText), func(string) (string, bool) { return "", false })
 }
+
+// TestE2ETCPStalledReader: a client that stops reading while the server keeps sending is cut
+// after about twice client_idle (the kernel's splice waits on the write side).
+func TestE2ETCPStalledReader(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	serverDone := make(chan struct{})
+	go func() {
+		defer close(serverDone)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	rt := startWaage(t, tcpConfig("    timeouts: {client_idle: 300ms}\n", "", ln.Addr().String()))
+	c, err := net.Dial("tcp", feAddr(t, rt, "tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	select {
+	case <-serverDone:
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("stalled connection cut after %s, want about 600ms", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a client that stopped reading kept its connection for 10s")
+	}
+}
+
+// TestE2EHTTPProxyProtocolKeepAlive: on an http frontend the PROXY header comes once per
+// connection; a keep-alive connection that idled long enough to be parked still carries the
+// header's client address on its next request.
+func TestE2EHTTPProxyProtocolKeepAlive(t *testing.T) {
+	t.Parallel()
+	bs := startDemo(t, "a")
+	rt := startWaage(t, simpleConfig("    proxy_protocol: {trusted: [\"127.0.0.1/32\"]}\n", "", bs[0].Addr))
+	rc := dialRaw(t, feAddr(t, rt, "web"))
+	if err := rc.write("PROXY TCP4 10.1.2.3 127.0.0.1 4444 80\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if i > 0 {
+			time.Sleep(1300 * time.Millisecond) // past the idle grace: the connection is parked
+		}
+		resp, body := rc.mustDo(t, get("/", "pp.test"))
+		if xff := demoInfo(body)["x-forwarded-for"]; resp.StatusCode != 200 || xff != "10.1.2.3" {
+			t.Fatalf("request %d: status %d, X-Forwarded-For %q, want 10.1.2.3", i, resp.StatusCode, xff)
+		}
+	}
+}

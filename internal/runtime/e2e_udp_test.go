@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/l4"
 )
 
@@ -200,5 +201,48 @@ func TestE2EUDPMaxFlowsAndDeadServer(t *testing.T) {
 	c3.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if _, err := c3.Read(make([]byte, 100)); err == nil {
 		t.Error("a third flow was served beyond max_flows 2")
+	}
+}
+
+// TestE2EUDPDeadServerEjected: a server whose port is closed answers flows with port
+// unreachable; after consecutive_failures it is ejected and every client lands on the live one.
+// A flow whose server goes into maintenance moves to another server on its next datagram.
+func TestE2EUDPDeadServerEjected(t *testing.T) {
+	t.Parallel()
+	dead, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.LocalAddr().String()
+	dead.Close()
+	a, b := startUDPEcho(t, "a"), startUDPEcho(t, "b")
+	rt := startWaage(t, udpConfig("", "    outlier_detection: {consecutive_failures: 2}\n", deadAddr, a.addr(), b.addr()))
+	addr, _ := net.ResolveUDPAddr("udp", feAddr(t, rt, "udp"))
+	s1 := rt.Server("b", "s1")
+	for i := 0; i < 12 && !s1.Ejected(); i++ {
+		c, _ := net.DialUDP("udp", nil, addr)
+		c.Write([]byte("probe"))
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		c.Read(make([]byte, 100))
+		c.Close()
+	}
+	if !s1.Ejected() {
+		t.Fatalf("the dead server was not ejected (failures %d)", s1.Failures.Load())
+	}
+	for i := 0; i < 6; i++ {
+		c, _ := net.DialUDP("udp", nil, addr)
+		if got := udpAsk(t, c, "x"); got != "a" && got != "b" {
+			t.Errorf("flow %d on %s", i, got)
+		}
+		c.Close()
+	}
+	// Maintenance moves an open flow.
+	c, _ := net.DialUDP("udp", nil, addr)
+	defer c.Close()
+	first := udpAsk(t, c, "one")
+	name := map[string]string{"a": "s2", "b": "s3"}[first]
+	rt.Server("b", name).SetState(backend.Maintenance)
+	if got := udpAsk(t, c, "two"); got == first {
+		t.Errorf("the flow stayed on %s after it went into maintenance", first)
 	}
 }
