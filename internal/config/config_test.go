@@ -306,3 +306,32 @@ func mustParse(t *testing.T, data string) *Config {
 	}
 	return cfg
 }
+
+func TestLoadResolvesRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "waage.yaml")
+	data := `frontends:
+  - {name: s, mode: tcp, listen: ["127.0.0.1:0"], backend: b, tls: {certificates: [{cert: certs/a.pem, key: /abs/a.key}]}}
+backends:
+  - name: b
+    health_check: {type: http, tls: {ca: ca.pem}}
+    servers: [{address: "127.0.0.1:9", health_check: {tls: {cert: c.pem, key: c.key}}}]
+`
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Frontends[0].TLS.Certificates[0]
+	if c.Cert != filepath.Join(dir, "certs/a.pem") || c.Key != "/abs/a.key" {
+		t.Errorf("certificate paths %q %q", c.Cert, c.Key)
+	}
+	if ca := cfg.Backends[0].HealthCheck.TLS.CA; ca != filepath.Join(dir, "ca.pem") {
+		t.Errorf("ca %q", ca)
+	}
+	if k := cfg.Backends[0].Servers[0].HealthCheck.TLS.Key; k != filepath.Join(dir, "c.key") {
+		t.Errorf("server check key %q", k)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -24,7 +25,49 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
-	return Parse(path, data, os.LookupEnv)
+	cfg, err := Parse(path, data, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	cfg.resolvePaths(filepath.Dir(path))
+	return cfg, nil
+}
+
+// resolvePaths makes the relative file paths of the configuration (certificates, keys, CA
+// bundles) relative to dir, the directory of the configuration file, so a config means the same
+// files whatever directory waage was started from.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	clientTLS := func(t *ClientTLS) {
+		if t != nil {
+			abs(&t.CA)
+			abs(&t.Cert)
+			abs(&t.Key)
+		}
+	}
+	for i := range c.Frontends {
+		if t := c.Frontends[i].TLS; t != nil {
+			for j := range t.Certificates {
+				abs(&t.Certificates[j].Cert)
+				abs(&t.Certificates[j].Key)
+			}
+		}
+	}
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		if b.HealthCheck != nil {
+			clientTLS(b.HealthCheck.TLS)
+		}
+		for j := range b.Servers {
+			if hc := b.Servers[j].HealthCheck; hc != nil {
+				clientTLS(hc.TLS)
+			}
+		}
+	}
 }
 
 // Parse is Load on bytes already in memory, so tests, `waage validate` on stdin and the cluster and

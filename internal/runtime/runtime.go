@@ -110,9 +110,20 @@ func Check(cfg *config.Config) error {
 		errs = append(errs, err)
 	} else {
 		errs = append(errs, health.Compile(b.checks))
+		l4backends, err := buildL4Backends(cfg, backends)
+		errs = append(errs, err)
 		for _, fe := range cfg.Frontends {
-			if _, err := l7.NewRouter(fe, backends); err != nil {
-				errs = append(errs, err)
+			switch fe.Mode {
+			case "tcp":
+				if err == nil {
+					_, herr := tcpHandler(fe, l4backends, slog.Default())
+					errs = append(errs, herr)
+				}
+			case "udp":
+			default:
+				if _, err := l7.NewRouter(fe, backends); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 	}
