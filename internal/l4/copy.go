@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/waage/waage/internal/rawio"
 )
 
 // spliceChunk is how much one splice call may move before the copy loop re-arms the idle
@@ -79,25 +81,63 @@ func watchdog(act *activity, idle time.Duration, kill func()) (stop func()) {
 
 // copyHalf copies src to dst until EOF, an error or the idle timeout. On EOF it half-closes dst;
 // on an error or timeout it closes both connections, which ends the other direction too.
+//
+// Between two TCP sockets it starts with raw reads and writes through a buffer (rawio: for the
+// small messages of interactive protocols that is cheaper than the runtime's blocking-call
+// bookkeeping, see package rawio), and switches to the kernel's splice once the traffic turns
+// out to be bulk (reads that fill the buffer), so large transfers move without a copy through
+// user space. Other connections (TLS) use a pooled buffer.
 func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, server net.Conn) int64 {
 	var total int64
 	var err error
 	dtcp, dok := dst.(*net.TCPConn)
 	stcp, sok := src.(*net.TCPConn)
-	var bufp *[]byte
-	if !dok || !sok {
-		bufp = copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(bufp)
+	bufp := copyBufs.Get().(*[]byte)
+	defer func() {
+		if bufp != nil {
+			copyBufs.Put(bufp)
+		}
+	}()
+	var rsrc, rdst *rawio.Conn
+	if dok && sok {
+		rsrc, rdst = rawio.New(src), rawio.New(dst)
 	}
+	splice := false
+	full := 0 // reads in a row that filled the buffer
+	var deadline time.Time
 	for {
-		src.SetReadDeadline(time.Now().Add(idle))
+		now := time.Now()
+		// The deadline moves only when less than half of it is left: setting it costs a timer
+		// update, and a deadline that fires early is re-armed below.
+		if deadline.Sub(now) < idle/2 {
+			deadline = now.Add(idle)
+			src.SetReadDeadline(deadline)
+		}
 		var n int64
-		if dok && sok {
+		switch {
+		case splice:
 			n, err = dtcp.ReadFrom(&io.LimitedReader{R: stcp, N: spliceChunk})
 			if err == nil && n < spliceChunk {
 				err = io.EOF // ReadFrom stops short of the limit only at EOF
 			}
-		} else {
+		case rsrc != nil && rdst != nil:
+			var nr int
+			nr, err = rsrc.Read(*bufp)
+			if nr > 0 {
+				var nw int
+				nw, err = rdst.Write((*bufp)[:nr], nil)
+				n = int64(nw)
+				if nr == len(*bufp) {
+					if full++; full >= 2 {
+						splice = true
+						copyBufs.Put(bufp)
+						bufp = nil
+					}
+				} else {
+					full = 0
+				}
+			}
+		default:
 			n, err = copyBuffered(dst, src, *bufp, idle)
 		}
 		total += n
@@ -108,7 +148,8 @@ func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, serv
 			continue
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) && act.since() < idle {
-			continue // the other direction is busy, or bytes moved just before the deadline
+			deadline = time.Time{} // re-arm
+			continue               // the other direction is busy, or bytes moved just before the deadline
 		}
 		break
 	}

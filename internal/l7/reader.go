@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"sync"
+
+	"github.com/waage/waage/internal/rawio"
 )
 
 // Buffer sizes. A request or response head must fit in maxHeadBytes; most fit in the small buffer,
@@ -40,9 +42,9 @@ var errHeadTooLarge = errors.New("head too large")
 // head parser needs the head contiguous and because idle connections must not keep a buffer.
 type reader struct {
 	conn net.Conn
-	raw  *rawIO     // nil: use conn
-	pool *sync.Pool // where buffers come from (size class)
-	bp   *[]byte    // nil while released
+	raw  *rawio.Conn // nil: use conn
+	pool *sync.Pool  // where buffers come from (size class)
+	bp   *[]byte     // nil while released
 	r, w int
 	err  error // sticky read error, returned once the buffer is drained
 }
@@ -96,7 +98,7 @@ func (rd *reader) fill(limit int) error {
 	var n int
 	var err error
 	if rd.raw != nil {
-		n, err = rd.raw.read(buf[rd.w:])
+		n, err = rd.raw.Read(buf[rd.w:])
 	} else {
 		n, err = rd.conn.Read(buf[rd.w:])
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/waage/waage/internal/proxyproto"
+	"github.com/waage/waage/internal/rawio"
 )
 
 // Handler is one HTTP frontend's compiled, immutable configuration. A reload builds a new Handler
@@ -201,7 +202,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	cc.rd.conn = c
 	cc.rd.pool = &smallBufs
 	cc.w.conn = c
-	cc.rd.raw = newRawIO(c)
+	cc.rd.raw = rawio.New(c)
 	cc.w.raw = cc.rd.raw
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		cc.remote, cc.remotePort = ap.Addr().Unmap(), ap.Port()

@@ -15,6 +15,7 @@ import (
 	"github.com/waage/waage/internal/balance"
 	"github.com/waage/waage/internal/config"
 	"github.com/waage/waage/internal/health"
+	"github.com/waage/waage/internal/rawio"
 )
 
 // Backend is one compiled backend: its servers, balancer, stickiness and connection pools.
@@ -289,7 +290,7 @@ func (p *pool) dial(ctx context.Context, timeout time.Duration) (*upConn, error)
 	uc.rd.conn = c
 	uc.rd.pool = &upBufs
 	uc.w.conn = c
-	uc.rd.raw = newRawIO(c)
+	uc.rd.raw = rawio.New(c)
 	uc.w.raw = uc.rd.raw
 	uc.bw = &uc.w
 	return uc, nil

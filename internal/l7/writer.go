@@ -3,6 +3,8 @@ package l7
 import (
 	"net"
 	"sync"
+
+	"github.com/waage/waage/internal/rawio"
 )
 
 // Buffer size classes. Client connections read requests into 16 KiB; server connections read
@@ -24,9 +26,9 @@ var (
 // and the connection idles.
 type writer struct {
 	conn net.Conn
-	raw  *rawIO  // nil: use conn
-	bp   *[]byte // nil while released
-	n    int     // bytes buffered
+	raw  *rawio.Conn // nil: use conn
+	bp   *[]byte     // nil while released
+	n    int         // bytes buffered
 	vec  [2][]byte
 	bufs net.Buffers
 	err  error // sticky write error
@@ -129,7 +131,7 @@ func (w *writer) Flush() error {
 // send writes a and then b, in one writev when both are non-empty.
 func (w *writer) send(a, b []byte) (int, error) {
 	if w.raw != nil {
-		return w.raw.write(a, b)
+		return w.raw.Write(a, b)
 	}
 	switch {
 	case len(a) == 0:

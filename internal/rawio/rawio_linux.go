@@ -1,6 +1,8 @@
 //go:build linux
 
-package l7
+// Package rawio reads and writes TCP sockets with raw system calls through the runtime poller:
+// the hot-path I/O of the HTTP and TCP proxies.
+package rawio
 
 import (
 	"io"
@@ -9,7 +11,7 @@ import (
 	"unsafe"
 )
 
-// rawIO reads and writes a TCP socket with raw system calls, through the runtime poller
+// Conn reads and writes a TCP socket with raw system calls, through the runtime poller
 // (syscall.RawConn), instead of net.Conn's Read and Write. It is hand-written for the hot path.
 //
 // Why: net.Conn marks every read and write as a blocking system call. On a busy 2-core machine a
@@ -21,7 +23,7 @@ import (
 //
 // Reads and writes keep separate state, since one goroutine may read a connection while another
 // writes it (a request body streaming in while the response streams out).
-type rawIO struct {
+type Conn struct {
 	rc syscall.RawConn
 
 	rbuf   []byte
@@ -35,8 +37,8 @@ type rawIO struct {
 	writeFn func(uintptr) bool
 }
 
-// newRawIO returns raw I/O for c, or nil when c is not a plain TCP connection.
-func newRawIO(c net.Conn) *rawIO {
+// New returns raw I/O for c, or nil when c is not a plain TCP connection.
+func New(c net.Conn) *Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		return nil
@@ -45,13 +47,13 @@ func newRawIO(c net.Conn) *rawIO {
 	if err != nil {
 		return nil
 	}
-	r := &rawIO{rc: rc}
+	r := &Conn{rc: rc}
 	r.readFn = r.doRead
 	r.writeFn = r.doWrite
 	return r
 }
 
-func (r *rawIO) doRead(fd uintptr) bool {
+func (r *Conn) doRead(fd uintptr) bool {
 	for {
 		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rbuf[0])), uintptr(len(r.rbuf)))
 		switch e {
@@ -66,7 +68,7 @@ func (r *rawIO) doRead(fd uintptr) bool {
 }
 
 // doWrite writes wbufs[0] then wbufs[1], with one writev while both have bytes left.
-func (r *rawIO) doWrite(fd uintptr) bool {
+func (r *Conn) doWrite(fd uintptr) bool {
 	for len(r.wbufs[0])+len(r.wbufs[1]) > 0 {
 		var n uintptr
 		var e syscall.Errno
@@ -102,8 +104,8 @@ func (r *rawIO) doWrite(fd uintptr) bool {
 	return true
 }
 
-// read reads into p like net.Conn.Read.
-func (r *rawIO) read(p []byte) (int, error) {
+// Read reads into p like net.Conn.Read.
+func (r *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -121,8 +123,8 @@ func (r *rawIO) read(p []byte) (int, error) {
 	return r.rn, nil
 }
 
-// write writes all of a and then b, like net.Buffers.WriteTo; it returns the bytes written.
-func (r *rawIO) write(a, b []byte) (int, error) {
+// Write writes all of a and then b, like net.Buffers.WriteTo; it returns the bytes written.
+func (r *Conn) Write(a, b []byte) (int, error) {
 	r.wbufs[0], r.wbufs[1], r.wn, r.werr = a, b, 0, 0
 	err := r.rc.Write(r.writeFn)
 	r.wbufs[0], r.wbufs[1] = nil, nil
