@@ -403,13 +403,7 @@ func (tc *tcpConn) serve(h *TCPHandler) {
 	tc.mu.Unlock()
 	defer up.Close()
 	if b.proxyProto != 0 {
-		hdr := proxyproto.Header{Version: b.proxyProto, Command: proxyproto.Proxy, Network: "tcp", Source: client, Destination: local}
-		if !client.IsValid() || !local.IsValid() || client.Addr().Unmap().Is4() != local.Addr().Unmap().Is4() {
-			hdr = proxyproto.Header{Version: b.proxyProto, Command: proxyproto.Local}
-		} else {
-			hdr.Source = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
-			hdr.Destination = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-		}
+		hdr := proxyproto.For(b.proxyProto, client, local)
 		buf, err := hdr.AppendBinary(make([]byte, 0, 64+len(prefix)))
 		if err == nil {
 			prefix = append(buf, prefix...)

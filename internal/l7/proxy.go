@@ -513,11 +513,7 @@ func (cc *clientConn) writeProxyHeader(w *writer, version int) {
 			cc.local = local
 		}
 	}
-	hdr := proxyproto.Header{Version: version, Command: proxyproto.Proxy, Network: "tcp",
-		Source: netip.AddrPortFrom(cc.remote, cc.remotePort), Destination: local}
-	if !cc.remote.IsValid() || !local.IsValid() || cc.remote.Is4() != local.Addr().Is4() {
-		hdr = proxyproto.Header{Version: version, Command: proxyproto.Local}
-	}
+	hdr := proxyproto.For(version, netip.AddrPortFrom(cc.remote, cc.remotePort), local)
 	var buf [64]byte
 	if b, err := hdr.AppendBinary(buf[:0]); err == nil {
 		w.Write(b)

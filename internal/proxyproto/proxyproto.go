@@ -206,3 +206,17 @@ func (h *Header) family() (int, error) {
 	}
 	return 6, nil
 }
+
+// For returns the header a proxy sends for a connection it relays from src (the client) to dst
+// (the address the client connected to): a PROXY command with both addresses, unmapped
+// (::ffff:10.0.0.1 is sent as 10.0.0.1). When the addresses are unknown or of different
+// families it returns a LOCAL header, which tells the server to use the connection's own
+// addresses.
+func For(version int, src, dst netip.AddrPort) Header {
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if !src.IsValid() || !dst.IsValid() || src.Addr().Is4() != dst.Addr().Is4() {
+		return Header{Version: version, Command: Local}
+	}
+	return Header{Version: version, Command: Proxy, Network: "tcp", Source: src, Destination: dst}
+}

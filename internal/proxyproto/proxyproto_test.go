@@ -463,3 +463,30 @@ func checkIP(t *testing.T, s string) {
 		t.Errorf("parseIPv6(%q) = %v, %v; netip says %v, %v", s, got6, ok6, want, err)
 	}
 }
+
+func TestFor(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		src, dst string
+		want     Header
+	}{
+		{"ipv4", "10.0.0.1:1000", "10.0.0.2:80", Header{Version: 2, Command: Proxy, Network: "tcp",
+			Source: netip.MustParseAddrPort("10.0.0.1:1000"), Destination: netip.MustParseAddrPort("10.0.0.2:80")}},
+		{"mapped is unmapped", "[::ffff:10.0.0.1]:1000", "10.0.0.2:80", Header{Version: 2, Command: Proxy, Network: "tcp",
+			Source: netip.MustParseAddrPort("10.0.0.1:1000"), Destination: netip.MustParseAddrPort("10.0.0.2:80")}},
+		{"families differ", "[2001:db8::1]:1000", "10.0.0.2:80", Header{Version: 2, Command: Local}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := For(2, netip.MustParseAddrPort(tc.src), netip.MustParseAddrPort(tc.dst))
+			if got != tc.want {
+				t.Errorf("For = %+v, want %+v", got, tc.want)
+			}
+			if _, err := got.MarshalBinary(); err != nil {
+				t.Errorf("marshal: %v", err)
+			}
+		})
+	}
+	if got := For(1, netip.AddrPort{}, netip.MustParseAddrPort("10.0.0.2:80")); got.Command != Local {
+		t.Errorf("unknown source: %+v", got)
+	}
+}
