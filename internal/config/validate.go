@@ -397,12 +397,27 @@ func (v *validator) match(p string, m *Match) {
 
 // validSource accepts a CIDR or a single IPv4 or IPv6 address.
 func validSource(s string) bool {
-	if strings.Contains(s, "/") {
-		_, err := netip.ParsePrefix(s)
-		return err == nil
-	}
-	_, err := netip.ParseAddr(s)
+	_, err := ParsePrefix(s)
 	return err == nil
+}
+
+// ParsePrefix reads a source as the config writes it (match.source, proxy_protocol.trusted): a
+// CIDR, masked ("10.1.2.3/8" is 10.0.0.0/8), or a single address as a one-address prefix.
+// IPv4-mapped IPv6 addresses are unmapped, so they match the IPv4 clients they stand for.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // host checks one (lower-cased) match.host entry: an exact name or a "*." wildcard. The Host header

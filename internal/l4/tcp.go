@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/waage/waage/internal/listener"
 	"github.com/waage/waage/internal/proxyproto"
 )
 
@@ -138,23 +139,16 @@ type TCPServer struct {
 	handler atomic.Pointer[TCPHandler]
 	Stats   TCPStats
 
-	mu       sync.Mutex
-	lns      map[net.Listener]*lnState
-	conns    map[*tcpConn]struct{}
-	shutting bool
-	wg       sync.WaitGroup
-}
-
-// lnState is one listener's accept loop: detached tells it to let go of the listener, done
-// closes when it has.
-type lnState struct {
-	detached atomic.Bool
-	done     chan struct{}
+	listeners listener.Set
+	closing   atomic.Bool
+	mu        sync.Mutex
+	conns     map[*tcpConn]struct{}
+	wg        sync.WaitGroup
 }
 
 // NewTCPServer returns a server using h.
 func NewTCPServer(h *TCPHandler) *TCPServer {
-	s := &TCPServer{lns: map[net.Listener]*lnState{}, conns: map[*tcpConn]struct{}{}}
+	s := &TCPServer{conns: map[*tcpConn]struct{}{}}
 	s.handler.Store(h)
 	return s
 }
@@ -163,92 +157,43 @@ func NewTCPServer(h *TCPHandler) *TCPServer {
 func (s *TCPServer) SetHandler(h *TCPHandler) { s.handler.Store(h) }
 
 // ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("l4: server closed")
+var ErrServerClosed = listener.ErrClosed
 
-// Serve accepts connections on ln until it is closed, detached (then it returns nil) or the
-// server shuts down.
+// Serve accepts connections on ln until it fails, Detach(ln) (nil) or Shutdown
+// (ErrServerClosed).
 func (s *TCPServer) Serve(ln net.Listener) error {
-	st := &lnState{done: make(chan struct{})}
-	defer close(st.done)
+	return s.listeners.Serve(ln, s.closing.Load, s.serveConn, func(err error, retryIn time.Duration) {
+		h := s.handler.Load()
+		h.Logger.Warn("accept failed; retrying", "frontend", h.Name, "err", err, "retry_in", retryIn)
+	})
+}
+
+func (s *TCPServer) serveConn(c net.Conn) {
+	s.Stats.Accepted.Add(1)
+	tc := &tcpConn{srv: s, c: c}
 	s.mu.Lock()
-	if s.shutting {
+	if s.closing.Load() {
 		s.mu.Unlock()
-		return ErrServerClosed
+		c.Close()
+		return
 	}
-	s.lns[ln] = st
+	s.conns[tc] = struct{}{}
+	s.wg.Add(1)
 	s.mu.Unlock()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if st.detached.Load() {
-				return nil
-			}
-			s.mu.Lock()
-			shutting := s.shutting
-			s.mu.Unlock()
-			if shutting {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			var tmp interface{ Temporary() bool }
-			if errors.As(err, &ne) && ne.Timeout() || errors.As(err, &tmp) && tmp.Temporary() {
-				// Out of file descriptors and the like: back off instead of spinning.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				h := s.handler.Load()
-				h.Logger.Warn("accept failed; retrying", "frontend", h.Name, "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		s.Stats.Accepted.Add(1)
-		tc := &tcpConn{srv: s, c: c}
-		s.mu.Lock()
-		if s.shutting {
-			s.mu.Unlock()
-			c.Close()
-			return ErrServerClosed
-		}
-		s.conns[tc] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go tc.serve(s.handler.Load())
-	}
+	go tc.serve(s.handler.Load())
 }
 
 // Detach stops serving ln without closing it, so another server can take it over (a reload
 // that moves an address to another frontend). It returns once the accept loop let go.
-func (s *TCPServer) Detach(ln net.Listener) {
-	s.mu.Lock()
-	st := s.lns[ln]
-	delete(s.lns, ln)
-	s.mu.Unlock()
-	if st == nil {
-		return
-	}
-	st.detached.Store(true)
-	dl, ok := ln.(interface{ SetDeadline(time.Time) error })
-	if ok {
-		dl.SetDeadline(time.Now()) // wake Accept
-	}
-	<-st.done
-	if ok {
-		dl.SetDeadline(time.Time{})
-	}
-}
+func (s *TCPServer) Detach(ln net.Listener) { s.listeners.Detach(ln) }
 
 // Shutdown stops accepting, waits for the connections to finish until ctx ends, then closes
 // the rest.
 func (s *TCPServer) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.shutting = true
-	for ln := range s.lns {
-		ln.Close()
-	}
-	clear(s.lns)
+	s.closing.Store(true)
 	s.mu.Unlock()
+	s.listeners.CloseAll()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()

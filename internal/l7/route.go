@@ -158,7 +158,7 @@ func compileRoute(rc config.Route, backends map[string]*Backend) (*Route, error)
 		r.userAgent = &v
 	}
 	for _, s := range m.Source {
-		p, err := parsePrefix(s)
+		p, err := config.ParsePrefix(s)
 		if err != nil {
 			return nil, fmt.Errorf("route %q: source: %w", rc.Name, err)
 		}
@@ -183,23 +183,6 @@ func compileValues(field string, kvs config.StringMap, lowerName bool) ([]valueM
 		out = append(out, v)
 	}
 	return out, nil
-}
-
-// parsePrefix reads a CIDR or a single address.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, err
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // matchInput is what routes match against, computed once per request.

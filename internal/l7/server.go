@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/waage/waage/internal/listener"
 	"github.com/waage/waage/internal/proxyproto"
 	"github.com/waage/waage/internal/rawio"
 )
@@ -99,14 +100,14 @@ type Server struct {
 
 	mu        sync.Mutex
 	conns     map[*clientConn]struct{}
-	listeners map[net.Listener]*lnState
+	listeners listener.Set
 	closing   atomic.Bool
 	wg        sync.WaitGroup
 }
 
 // NewServer returns a server that uses h until SetHandler replaces it.
 func NewServer(h *Handler) *Server {
-	s := &Server{conns: make(map[*clientConn]struct{}), listeners: make(map[net.Listener]*lnState)}
+	s := &Server{conns: make(map[*clientConn]struct{})}
 	s.h.Store(h)
 	return s
 }
@@ -118,82 +119,20 @@ func (s *Server) SetHandler(h *Handler) { s.h.Store(h) }
 func (s *Server) Handler() *Handler { return s.h.Load() }
 
 // ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("l7: server closed")
-
-// lnState is one listener being served.
-type lnState struct {
-	detached atomic.Bool
-	done     chan struct{} // closed when Serve returns
-}
+var ErrServerClosed = listener.ErrClosed
 
 // Detach stops accepting on ln without closing it, and returns once Serve(ln) has returned, so a
 // reload can hand the listening socket to another frontend without refusing a connection.
-func (s *Server) Detach(ln net.Listener) {
-	s.mu.Lock()
-	st := s.listeners[ln]
-	s.mu.Unlock()
-	if st == nil {
-		return
-	}
-	st.detached.Store(true)
-	dl, ok := ln.(interface{ SetDeadline(time.Time) error })
-	if ok {
-		dl.SetDeadline(time.Now()) // wake Accept
-	}
-	<-st.done
-	if ok {
-		dl.SetDeadline(time.Time{})
-	}
-}
+func (s *Server) Detach(ln net.Listener) { s.listeners.Detach(ln) }
 
-// Serve accepts connections on ln until the listener fails or Shutdown is called.
+// Serve accepts connections on ln until the listener fails, Detach(ln) (nil) or Shutdown
+// (ErrServerClosed).
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closing.Load() {
-		s.mu.Unlock()
-		return ErrServerClosed
-	}
-	st := &lnState{done: make(chan struct{})}
-	s.listeners[ln] = st
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-		close(st.done)
-	}()
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if st.detached.Load() {
-				return nil
-			}
-			if s.closing.Load() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors and the like: back off instead of spinning.
-				if backoff == 0 {
-					backoff = 5 * time.Millisecond
-				} else if backoff < time.Second {
-					backoff *= 2
-				}
-				s.h.Load().logger().Warn("accept failed; retrying", "frontend", s.h.Load().Name, "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		s.ServeConn(c)
-	}
-}
-
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
+	return s.listeners.Serve(ln, s.closing.Load, s.ServeConn, func(err error, retryIn time.Duration) {
+		// Out of file descriptors and the like: back off instead of spinning.
+		h := s.h.Load()
+		h.logger().Warn("accept failed; retrying", "frontend", h.Name, "err", err, "retry_in", retryIn)
+	})
 }
 
 // ServeConn serves one accepted connection in its own goroutine.
@@ -225,12 +164,8 @@ func (s *Server) ServeConn(c net.Conn) {
 // Shutdown stops accepting, closes idle connections, lets requests in flight finish and closes
 // their connections after them. When ctx ends first, the remaining connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
 	s.closing.Store(true)
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	s.mu.Unlock()
+	s.listeners.CloseAll()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	tick := time.NewTicker(50 * time.Millisecond)

@@ -66,10 +66,12 @@ func startTCPEcho(t testing.TB, name string) *tcpEcho {
 
 func (e *tcpEcho) addr() string { return e.ln.Addr().String() }
 
-// tcpConfig is a tcp frontend "tcp" on 127.0.0.1:0 with backend "b" over addrs.
-func tcpConfig(extraFrontend, extraBackend string, addrs ...string) string {
+// l4Config is one frontend named after its mode ("tcp" or "udp") on 127.0.0.1:0 with backend
+// "b" over addrs (servers s1, s2, ...). The extras are inserted into the frontend and the backend
+// (indented 4 spaces).
+func l4Config(mode, extraFrontend, extraBackend string, addrs ...string) string {
 	var sb strings.Builder
-	sb.WriteString("frontends:\n  - name: tcp\n    mode: tcp\n    listen: [\"127.0.0.1:0\"]\n    backend: b\n")
+	fmt.Fprintf(&sb, "frontends:\n  - name: %s\n    mode: %s\n    listen: [\"127.0.0.1:0\"]\n    backend: b\n", mode, mode)
 	sb.WriteString(extraFrontend)
 	sb.WriteString("backends:\n  - name: b\n")
 	sb.WriteString(extraBackend)
@@ -78,6 +80,10 @@ func tcpConfig(extraFrontend, extraBackend string, addrs ...string) string {
 		fmt.Fprintf(&sb, "      - {name: s%d, address: %q}\n", i+1, a)
 	}
 	return sb.String()
+}
+
+func tcpConfig(extraFrontend, extraBackend string, addrs ...string) string {
+	return l4Config("tcp", extraFrontend, extraBackend, addrs...)
 }
 
 // echoSession connects, reads the greeting, sends one line and returns the greeting's server

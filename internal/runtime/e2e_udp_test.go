@@ -58,16 +58,7 @@ func startUDPEcho(t testing.TB, name string) *udpEcho {
 func (e *udpEcho) addr() string { return e.pc.LocalAddr().String() }
 
 func udpConfig(extraFrontend, extraBackend string, addrs ...string) string {
-	var sb strings.Builder
-	sb.WriteString("frontends:\n  - name: udp\n    mode: udp\n    listen: [\"127.0.0.1:0\"]\n    backend: b\n")
-	sb.WriteString(extraFrontend)
-	sb.WriteString("backends:\n  - name: b\n")
-	sb.WriteString(extraBackend)
-	sb.WriteString("    servers:\n")
-	for i, a := range addrs {
-		fmt.Fprintf(&sb, "      - {name: s%d, address: %q}\n", i+1, a)
-	}
-	return sb.String()
+	return l4Config("udp", extraFrontend, extraBackend, addrs...)
 }
 
 // udpAsk sends msg from c and returns the server name of the reply.

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strings"
 
 	"github.com/waage/waage/internal/config"
 	"github.com/waage/waage/internal/l4"
@@ -66,7 +65,7 @@ func tcpHandler(fe config.Frontend, backends map[string]*l4.Backend, logger *slo
 	for _, rc := range fe.Routes {
 		r := &l4.Route{Name: rc.Name, Backend: backends[rc.Backend], SNI: rc.Match.SNI, ALPN: rc.Match.ALPN}
 		for _, s := range rc.Match.Source {
-			p, err := parsePrefix(s)
+			p, err := config.ParsePrefix(s)
 			if err != nil {
 				return nil, fmt.Errorf("frontend %q: route %q: %w", fe.Name, rc.Name, err)
 			}
@@ -99,7 +98,7 @@ func trustedPrefixes(fe config.Frontend) ([]netip.Prefix, error) {
 	}
 	out := []netip.Prefix{}
 	for _, s := range fe.ProxyProtocol.Trusted {
-		p, err := parsePrefix(s)
+		p, err := config.ParsePrefix(s)
 		if err != nil {
 			return nil, fmt.Errorf("frontend %q: proxy_protocol: %w", fe.Name, err)
 		}
@@ -114,23 +113,6 @@ func udpHandler(fe config.Frontend, backends map[string]*l4.Backend, logger *slo
 		Name: fe.Name, Backend: backends[fe.Backend], IdleTimeout: fe.Timeouts.ClientIdle.D(),
 		MaxFlows: fe.UDP.MaxFlows, PerPacket: fe.UDP.PerPacket, Logger: logger,
 	}
-}
-
-// parsePrefix reads a CIDR or a single address as a prefix.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, err
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // serverTLS loads a terminating frontend's certificates. crypto/tls picks the certificate whose
