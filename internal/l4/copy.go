@@ -103,7 +103,6 @@ func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, serv
 		rsrc, rdst = rawio.New(src), rawio.New(dst)
 	}
 	splice := false
-	full := 0 // reads in a row that filled the buffer
 	var deadline time.Time
 	for {
 		now := time.Now()
@@ -114,6 +113,7 @@ func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, serv
 			src.SetReadDeadline(deadline)
 		}
 		var n int64
+		touched := false // Pump touches act itself, per chunk
 		switch {
 		case splice:
 			n, err = dtcp.ReadFrom(&io.LimitedReader{R: stcp, N: spliceChunk})
@@ -121,27 +121,18 @@ func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, serv
 				err = io.EOF // ReadFrom stops short of the limit only at EOF
 			}
 		case rsrc != nil && rdst != nil:
-			var nr int
-			nr, err = rsrc.Read(*bufp)
-			if nr > 0 {
-				var nw int
-				nw, err = rdst.Write((*bufp)[:nr], nil)
-				n = int64(nw)
-				if nr == len(*bufp) {
-					if full++; full >= 2 {
-						splice = true
-						copyBufs.Put(bufp)
-						bufp = nil
-					}
-				} else {
-					full = 0
-				}
+			n, err = rawio.Pump(rsrc, rdst, *bufp, act.touch)
+			touched = true
+			if errors.Is(err, rawio.ErrBulk) {
+				splice, err = true, nil
+				copyBufs.Put(bufp)
+				bufp = nil
 			}
 		default:
 			n, err = copyBuffered(dst, src, *bufp, idle)
 		}
 		total += n
-		if n > 0 {
+		if n > 0 && !touched {
 			act.touch()
 		}
 		if err == nil {
