@@ -115,6 +115,16 @@ func (o *OutlierDetection) applyDefaults() {
 	}
 }
 
+// MaxAttempts is the most tries one request or connection gets, the first included:
+// retry.attempts (default 3), but no more than the backend has servers, and at least 1.
+func (b *Backend) MaxAttempts() int {
+	n := b.Retry.Attempts
+	if n == 0 {
+		n = defaultRetryAttempts
+	}
+	return max(min(n, len(b.Servers)), 1)
+}
+
 func (r *Retry) applyDefaults() {
 	orDefault(&r.Attempts, defaultRetryAttempts)
 	if r.Budget.Percent == nil {

@@ -115,3 +115,15 @@ func (b *Backend) applyL4Defaults() {
 	orDefault(&b.Queue.Size, defaultQueueSize)
 	orDefault(&b.Queue.Timeout, Duration(defaultQueueTimeout))
 }
+
+// ProxyProtocolVersion reads a proxy_protocol value: 1 for v1, 2 for v2, 0 for none (absent or
+// "none").
+func ProxyProtocolVersion(s string) int {
+	switch s {
+	case "v1":
+		return 1
+	case "v2":
+		return 2
+	}
+	return 0
+}

@@ -313,15 +313,7 @@ func handshakeError(ctx context.Context, err error) error {
 
 // proxyVersion is the PROXY protocol version a check sends first (proxy_protocol, which
 // defaults to the backend's): 0 for none (or "none").
-func proxyVersion(hc *config.HealthCheck) int {
-	switch hc.ProxyProtocol {
-	case "v1":
-		return 1
-	case "v2":
-		return 2
-	}
-	return 0
-}
+func proxyVersion(hc *config.HealthCheck) int { return config.ProxyProtocolVersion(hc.ProxyProtocol) }
 
 // dialCheck connects to address and, for servers that demand it, sends a PROXY protocol header
 // with the LOCAL command, which the protocol defines for a proxy's own connections such as

@@ -54,21 +54,13 @@ func NewBackend(bc config.Backend, servers []*backend.Server, outlier *health.Ou
 	}
 	b := &Backend{
 		Name: bc.Name, Servers: servers, Balancer: bal, Outlier: outlier,
-		connectTO: bc.Timeouts.Connect.D(),
-		attempts:  min(max(bc.Retry.Attempts, 1), max(len(servers), 1)),
-		maxConns:  int64(bc.MaxConnections),
-	}
-	if bc.Retry.Attempts == 0 {
-		b.attempts = min(3, max(len(servers), 1))
+		connectTO:  bc.Timeouts.Connect.D(),
+		attempts:   bc.MaxAttempts(),
+		maxConns:   int64(bc.MaxConnections),
+		proxyProto: config.ProxyProtocolVersion(bc.ProxyProtocol),
 	}
 	if b.connectTO <= 0 {
 		b.connectTO = 5 * time.Second
-	}
-	switch bc.ProxyProtocol {
-	case "v1":
-		b.proxyProto = 1
-	case "v2":
-		b.proxyProto = 2
 	}
 	switch bc.Algorithm {
 	case balance.SourceIPHash:

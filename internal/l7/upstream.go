@@ -93,10 +93,7 @@ func NewBackend(bc config.Backend, servers []*backend.Server, t *Transport) (*Ba
 	if b.responseTO <= 0 {
 		b.responseTO = 60 * time.Second
 	}
-	b.maxAttempts = min(max(bc.Retry.Attempts, 1), max(len(servers), 1))
-	if bc.Retry.Attempts == 0 {
-		b.maxAttempts = min(3, max(len(servers), 1))
-	}
+	b.maxAttempts = bc.MaxAttempts()
 	if bc.Retry.Budget.Percent != nil && bc.Retry.Budget.MinPerSecond != nil {
 		b.budget = backend.NewRetryBudget(*bc.Retry.Budget.Percent, *bc.Retry.Budget.MinPerSecond)
 	}
@@ -128,12 +125,7 @@ func NewBackend(bc config.Backend, servers []*backend.Server, t *Transport) (*Ba
 	if maxIdle == 0 {
 		maxIdle = 64
 	}
-	switch bc.ProxyProtocol {
-	case "v1":
-		b.proxyProto = 1
-	case "v2":
-		b.proxyProto = 2
-	}
+	b.proxyProto = config.ProxyProtocolVersion(bc.ProxyProtocol)
 	if b.proxyProto != 0 {
 		// A PROXY header names one client for the connection's whole life, so a connection
 		// cannot be shared between clients: no pooling (HAProxy makes such connections private).
