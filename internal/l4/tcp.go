@@ -252,21 +252,14 @@ func (tc *tcpConn) serve(h *TCPHandler) {
 	deadline := time.Now().Add(h.HandshakeTimeout)
 
 	if h.ProxyTrusted != nil {
-		if !inPrefixes(h.ProxyTrusted, client.Addr()) {
-			st.Rejected.Add(1)
-			return
-		}
 		tc.c.SetReadDeadline(deadline)
-		hdr, rest, err := proxyproto.Read(tc.c, make([]byte, 256))
+		var err error
+		client, local, prefix, err = proxyproto.Accept(tc.c, make([]byte, 256), h.ProxyTrusted, client, local)
 		if err != nil {
 			st.Rejected.Add(1)
 			h.Logger.Debug("PROXY header refused", "frontend", h.Name, "client", client, "err", err)
 			return
 		}
-		if hdr.Command == proxyproto.Proxy && hdr.Source.IsValid() {
-			client, local = hdr.Source, hdr.Destination
-		}
-		prefix = rest
 	}
 
 	var hello *ClientHello

@@ -276,29 +276,16 @@ func (cc *clientConn) serve() {
 // readProxyHeader reads the PROXY protocol header that a trusted source must send first, and
 // takes the client address from it. Bytes that came with the header start the first request.
 func (cc *clientConn) readProxyHeader(h *Handler) bool {
-	trusted := false
-	for _, p := range h.ProxyTrusted {
-		if p.Contains(cc.remote) {
-			trusted = true
-			break
-		}
-	}
-	if !trusted {
-		h.logger().Debug("connection from a source not trusted to send PROXY headers; closed", "frontend", h.Name, "client", cc.remote)
-		return false
-	}
+	local, _ := netip.ParseAddrPort(cc.c.LocalAddr().String())
 	cc.c.SetReadDeadline(time.Now().Add(h.headerTimeout()))
 	var buf [256]byte
-	hdr, rest, err := proxyproto.Read(cc.c, buf[:])
+	client, dst, rest, err := proxyproto.Accept(cc.c, buf[:], h.ProxyTrusted, netip.AddrPortFrom(cc.remote, cc.remotePort), local)
 	if err != nil {
-		h.logger().Debug("invalid PROXY header; closed", "frontend", h.Name, "client", cc.remote, "err", err)
+		h.logger().Debug("PROXY header refused; closed", "frontend", h.Name, "client", cc.remote, "err", err)
 		return false
 	}
-	if hdr.Command == proxyproto.Proxy && hdr.Source.IsValid() {
-		cc.remote, cc.remotePort = hdr.Source.Addr().Unmap(), hdr.Source.Port()
-		cc.remoteIP = cc.remote.AppendTo(cc.remoteIP[:0])
-		cc.local = netip.AddrPortFrom(hdr.Destination.Addr().Unmap(), hdr.Destination.Port())
-	}
+	cc.remote, cc.remotePort, cc.local = client.Addr(), client.Port(), dst
+	cc.remoteIP = cc.remote.AppendTo(cc.remoteIP[:0])
 	if len(rest) > 0 {
 		cc.rd.acquire()
 		cc.rd.w += copy((*cc.rd.bp)[cc.rd.w:], rest)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 )
 
 // maxEmptyReads bounds how often a Reader may return nothing and no error before Read gives up,
@@ -72,4 +73,36 @@ func Read(r io.Reader, buf []byte) (h Header, rest []byte, err error) {
 			return Header{}, nil, errors.New("proxyproto: internal error: header longer than its length")
 		}
 	}
+}
+
+// ErrUntrusted is Accept's answer for a connection from a source that may not send a header.
+var ErrUntrusted = errors.New("proxyproto: source not trusted to send a PROXY header")
+
+// Accept reads the header that a connection from a trusted source must begin with, as a
+// frontend that accepts the PROXY protocol does. remote and local are the connection's own
+// addresses; a connection whose remote address is in none of trusted gets ErrUntrusted before
+// anything is read. It returns the addresses the connection stands for (the header's for a PROXY
+// command, unmapped; remote and local for LOCAL), and the bytes that came after the header,
+// which the caller must use first. buf is as for Read. The caller sets the read deadline.
+func Accept(r io.Reader, buf []byte, trusted []netip.Prefix, remote, local netip.AddrPort) (client, dst netip.AddrPort, rest []byte, err error) {
+	a := remote.Addr().Unmap()
+	ok := false
+	for _, p := range trusted {
+		if p.Contains(a) {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return remote, local, nil, ErrUntrusted
+	}
+	h, rest, err := Read(r, buf)
+	if err != nil {
+		return remote, local, nil, err
+	}
+	if h.Command == Proxy {
+		remote = netip.AddrPortFrom(h.Source.Addr().Unmap(), h.Source.Port())
+		local = netip.AddrPortFrom(h.Destination.Addr().Unmap(), h.Destination.Port())
+	}
+	return remote, local, rest, nil
 }

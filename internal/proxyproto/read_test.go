@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -151,5 +152,39 @@ func TestReadPipe(t *testing.T) {
 	after, _ := io.ReadAll(server)
 	if got := string(rest) + string(after); got != "hello" {
 		t.Errorf("v1 payload %q", got)
+	}
+}
+
+func TestAccept(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	remote := netip.MustParseAddrPort("10.1.1.1:4000")
+	local := netip.MustParseAddrPort("10.2.2.2:443")
+	for _, tc := range []struct {
+		name    string
+		remote  netip.AddrPort
+		in      string
+		wantErr error
+		client  string
+		dst     string
+		rest    string
+	}{
+		{"proxy v1", remote, "PROXY TCP4 192.0.2.1 198.51.100.1 5555 80\r\nGET", nil, "192.0.2.1:5555", "198.51.100.1:80", "GET"},
+		{"unknown keeps the connection's addresses", remote, "PROXY UNKNOWN\r\n", nil, "10.1.1.1:4000", "10.2.2.2:443", ""},
+		{"mapped remote is trusted", netip.MustParseAddrPort("[::ffff:10.1.1.1]:4000"), "PROXY UNKNOWN\r\n", nil, "[::ffff:10.1.1.1]:4000", "10.2.2.2:443", ""},
+		{"untrusted", netip.MustParseAddrPort("192.0.2.9:1"), "PROXY TCP4 192.0.2.1 198.51.100.1 5555 80\r\n", ErrUntrusted, "", "", ""},
+		{"no header", remote, "GET / HTTP/1.1\r\n\r\n", ErrInvalid, "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, dst, rest, err := Accept(strings.NewReader(tc.in), make([]byte, 256), trusted, tc.remote, local)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || client.String() != tc.client || dst.String() != tc.dst || string(rest) != tc.rest {
+				t.Errorf("Accept = %s %s %q %v; want %s %s %q", client, dst, rest, err, tc.client, tc.dst, tc.rest)
+			}
+		})
 	}
 }
