@@ -36,6 +36,7 @@ type Backend struct {
 	maxConns   int64
 	queue      *queue
 	dialer     net.Dialer
+	udpAddrs   sync.Map // *backend.Server -> netip.AddrPort, see udpAddr
 }
 
 type keyKind uint8

@@ -155,7 +155,7 @@ func (s *UDPServer) datagram(p []byte, client netip.AddrPort) {
 		return
 	}
 	f.b.release(srv) // a datagram holds no slot; the pick only counted it
-	dst, err := resolveUDP(srv.Address)
+	dst, err := f.b.udpAddr(srv)
 	if err != nil {
 		s.Stats.Dropped.Add(1)
 		return
@@ -286,14 +286,21 @@ func (s *UDPServer) Close() error {
 	return err
 }
 
-// resolveUDP resolves a server address for per-packet sends; literal addresses cost nothing.
-func resolveUDP(addr string) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(addr); err == nil {
-		return ap, nil
+// udpAddr is a server's address for per-packet sends, parsed (or resolved, for a host name) on
+// its first datagram and kept for the life of the Backend, so the datagram path does no DNS; a
+// reload builds a new Backend and so resolves again. A failed resolution is not kept.
+func (b *Backend) udpAddr(s *backend.Server) (netip.AddrPort, error) {
+	if ap, ok := b.udpAddrs.Load(s); ok {
+		return ap.(netip.AddrPort), nil
 	}
-	ua, err := net.ResolveUDPAddr("udp", addr)
+	ap, err := netip.ParseAddrPort(s.Address)
 	if err != nil {
-		return netip.AddrPort{}, err
+		ua, rerr := net.ResolveUDPAddr("udp", s.Address)
+		if rerr != nil {
+			return netip.AddrPort{}, rerr
+		}
+		ap = ua.AddrPort()
 	}
-	return ua.AddrPort(), nil
+	b.udpAddrs.Store(s, ap)
+	return ap, nil
 }
