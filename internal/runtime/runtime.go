@@ -111,23 +111,59 @@ func Check(cfg *config.Config) error {
 	} else {
 		errs = append(errs, health.Compile(b.checks))
 		l4backends, err := buildL4Backends(cfg, backends)
-		errs = append(errs, err)
-		for _, fe := range cfg.Frontends {
-			switch fe.Mode {
-			case "tcp":
-				if err == nil {
-					_, herr := tcpHandler(fe, l4backends, slog.Default())
-					errs = append(errs, herr)
-				}
-			case "udp":
-			default:
-				if _, err := l7.NewRouter(fe, backends); err != nil {
-					errs = append(errs, err)
-				}
-			}
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			_, err := buildHandlers(cfg, backends, l4backends, nil, slog.Default())
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// frontendHandlers are the compiled frontends of a configuration, by name and mode.
+type frontendHandlers struct {
+	http map[string]*l7.Handler
+	tcp  map[string]*l4.TCPHandler
+	udp  map[string]*l4.UDPHandler
+}
+
+// buildHandlers compiles every frontend; Apply runs them and Check only wants the errors, all of
+// them.
+func buildHandlers(cfg *config.Config, backends map[string]*l7.Backend, l4backends map[string]*l4.Backend, access *l7.AccessLog, logger *slog.Logger) (frontendHandlers, error) {
+	hs := frontendHandlers{http: map[string]*l7.Handler{}, tcp: map[string]*l4.TCPHandler{}, udp: map[string]*l4.UDPHandler{}}
+	var errs []error
+	for _, fe := range cfg.Frontends {
+		switch fe.Mode {
+		case "tcp":
+			h, err := tcpHandler(fe, l4backends, logger)
+			errs = append(errs, err)
+			hs.tcp[fe.Name] = h
+			continue
+		case "udp":
+			hs.udp[fe.Name] = udpHandler(fe, l4backends, logger)
+			continue
+		}
+		router, err := l7.NewRouter(fe, backends)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		h := &l7.Handler{
+			Name:          fe.Name,
+			Router:        router,
+			HeaderTimeout: fe.Timeouts.ClientHeader.D(),
+			IdleTimeout:   fe.Timeouts.ClientIdle.D(),
+			TunnelTimeout: fe.Timeouts.Tunnel.D(),
+			Scheme:        "http",
+			Logger:        logger,
+			AccessLog:     access,
+		}
+		h.ProxyTrusted, err = trustedPrefixes(fe)
+		errs = append(errs, err)
+		hs.http[fe.Name] = h
+	}
+	return hs, errors.Join(errs...)
 }
 
 // checkModes refuses what this build does not serve yet: TLS on HTTP frontends.
@@ -222,51 +258,26 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	if err := health.Compile(b.checks); err != nil {
 		return err
 	}
-	access, err := r.openAccess(cfg.Log)
-	if err != nil {
-		return err
-	}
 	l4backends, err := buildL4Backends(cfg, backends)
 	if err != nil {
 		return err
 	}
-	handlers := make(map[string]*l7.Handler, len(cfg.Frontends))
-	tcpHandlers := map[string]*l4.TCPHandler{}
-	udpHandlers := map[string]*l4.UDPHandler{}
-	for _, fe := range cfg.Frontends {
-		switch fe.Mode {
-		case "tcp":
-			h, err := tcpHandler(fe, l4backends, r.logger)
-			if err != nil {
-				return err
-			}
-			tcpHandlers[fe.Name] = h
-			continue
-		case "udp":
-			udpHandlers[fe.Name] = udpHandler(fe, l4backends, r.logger)
-			continue
-		}
-		router, err := l7.NewRouter(fe, backends)
-		if err != nil {
-			return err
-		}
-		h := &l7.Handler{
-			Name:          fe.Name,
-			Router:        router,
-			HeaderTimeout: fe.Timeouts.ClientHeader.D(),
-			IdleTimeout:   fe.Timeouts.ClientIdle.D(),
-			TunnelTimeout: fe.Timeouts.Tunnel.D(),
-			Scheme:        "http",
-			Logger:        r.logger,
-		}
-		if access != nil {
-			h.AccessLog = access.log
-		}
-		if h.ProxyTrusted, err = trustedPrefixes(fe); err != nil {
-			return err
-		}
-		handlers[fe.Name] = h
+	access, err := r.openAccess(cfg.Log)
+	if err != nil {
+		return err
 	}
+	var accessLog *l7.AccessLog
+	if access != nil {
+		accessLog = access.log
+	}
+	hs, err := buildHandlers(cfg, backends, l4backends, accessLog, r.logger)
+	if err != nil {
+		if access != nil && access != r.access {
+			access.close()
+		}
+		return err
+	}
+	handlers, tcpHandlers, udpHandlers := hs.http, hs.tcp, hs.udp
 
 	// Open every new listener before touching the running ones, so a port conflict aborts cleanly.
 	// Listeners are keyed by the address they bind, not by frontend, so an address that moves to
