@@ -31,7 +31,7 @@ func (a *activity) since() time.Duration { return time.Duration(time.Now().UnixN
 // that shut down their sending side and still read (an SMTP client after QUIT, `nc -N`) work.
 // No byte in either direction for idle closes both. Between two *net.TCPConn the kernel splices
 // (no copy through user space); otherwise (TLS) a pooled buffer is used.
-func proxyCopy(client, server net.Conn, idle time.Duration) (up, down int64) {
+func proxyCopy(client, server net.Conn, idle time.Duration) {
 	var act activity
 	act.touch()
 	stop := watchdog(&act, idle, func() {
@@ -43,11 +43,10 @@ func proxyCopy(client, server net.Conn, idle time.Duration) (up, down int64) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		down = copyHalf(client, server, idle, &act, client, server)
+		copyHalf(client, server, idle, &act, client, server)
 	}()
-	up = copyHalf(server, client, idle, &act, client, server)
+	copyHalf(server, client, idle, &act, client, server)
 	wg.Wait()
-	return up, down
 }
 
 // watchdog closes a connection whose bytes stopped moving for twice the idle timeout. The read
@@ -87,8 +86,7 @@ func watchdog(act *activity, idle time.Duration, kill func()) (stop func()) {
 // bookkeeping, see package rawio), and switches to the kernel's splice once the traffic turns
 // out to be bulk (reads that fill the buffer), so large transfers move without a copy through
 // user space. Other connections (TLS) use a pooled buffer.
-func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, server net.Conn) int64 {
-	var total int64
+func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, server net.Conn) {
 	var err error
 	dtcp, dok := dst.(*net.TCPConn)
 	stcp, sok := src.(*net.TCPConn)
@@ -131,7 +129,6 @@ func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, serv
 		default:
 			n, err = copyBuffered(dst, src, *bufp, idle)
 		}
-		total += n
 		if n > 0 && !touched {
 			act.touch()
 		}
@@ -146,13 +143,12 @@ func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, serv
 	}
 	if errors.Is(err, io.EOF) {
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-			return total
+			return
 		}
 	}
 	// An error, the idle timeout, or a peer that cannot half-close: end both directions.
 	client.Close()
 	server.Close()
-	return total
 }
 
 // copyBuffered copies until EOF, an error or the read deadline, through buf. Unlike io.Copy it
