@@ -121,8 +121,15 @@ func feAddrFamily(t testing.TB, rt *Runtime, name string, ipv6 bool) string {
 // simpleConfig is one frontend "web" on 127.0.0.1:0 with default_backend "b" over the given
 // server addresses (named s1, s2, ...). extra is inserted into the backend (indented 4 spaces).
 func simpleConfig(extraFrontend, extraBackend string, addrs ...string) string {
+	return oneFrontendConfig("  - name: web\n    listen: [\"127.0.0.1:0\"]\n    default_backend: b\n", extraFrontend, extraBackend, addrs...)
+}
+
+// oneFrontendConfig is a configuration of one frontend (head, then extraFrontend) and backend
+// "b" (extraBackend, then servers s1, s2, ... at addrs).
+func oneFrontendConfig(head, extraFrontend, extraBackend string, addrs ...string) string {
 	var sb strings.Builder
-	sb.WriteString("frontends:\n  - name: web\n    listen: [\"127.0.0.1:0\"]\n    default_backend: b\n")
+	sb.WriteString("frontends:\n")
+	sb.WriteString(head)
 	sb.WriteString(extraFrontend)
 	sb.WriteString("backends:\n  - name: b\n")
 	sb.WriteString(extraBackend)

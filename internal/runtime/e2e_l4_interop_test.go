@@ -373,27 +373,7 @@ func tlsEchoSession(t testing.TB, addr string, cfg *tls.Config) (string, tls.Con
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(ioTimeout))
-	br := bufio.NewReader(c)
-	greet, err := br.ReadString('\n')
-	if err != nil {
-		t.Fatalf("greeting: %v", err)
-	}
-	name := strings.TrimSpace(greet)
-	fmt.Fprintf(c, "over tls\n")
-	if got, err := br.ReadString('\n'); err != nil || got != name+" over tls\n" {
-		t.Fatalf("echo: %q, %v", got, err)
-	}
-	if err := c.CloseWrite(); err != nil {
-		t.Fatal(err)
-	}
-	if bye, err := br.ReadString('\n'); err != nil || bye != name+" bye\n" {
-		t.Fatalf("after half-close: %q, %v; want %q", bye, err, name+" bye\n")
-	}
-	if _, err := br.ReadByte(); err != io.EOF {
-		t.Fatalf("after goodbye: %v, want EOF", err)
-	}
-	return name, c.ConnectionState()
+	return echoExchange(t, c, "over tls", c.CloseWrite), c.ConnectionState()
 }
 
 // TestE2ETLSOffload terminates TLS on a tcp frontend with a certificate per name in front of a

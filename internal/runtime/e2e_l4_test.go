@@ -70,16 +70,8 @@ func (e *tcpEcho) addr() string { return e.ln.Addr().String() }
 // "b" over addrs (servers s1, s2, ...). The extras are inserted into the frontend and the backend
 // (indented 4 spaces).
 func l4Config(mode, extraFrontend, extraBackend string, addrs ...string) string {
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "frontends:\n  - name: %s\n    mode: %s\n    listen: [\"127.0.0.1:0\"]\n    backend: b\n", mode, mode)
-	sb.WriteString(extraFrontend)
-	sb.WriteString("backends:\n  - name: b\n")
-	sb.WriteString(extraBackend)
-	sb.WriteString("    servers:\n")
-	for i, a := range addrs {
-		fmt.Fprintf(&sb, "      - {name: s%d, address: %q}\n", i+1, a)
-	}
-	return sb.String()
+	head := fmt.Sprintf("  - name: %s\n    mode: %s\n    listen: [\"127.0.0.1:0\"]\n    backend: b\n", mode, mode)
+	return oneFrontendConfig(head, extraFrontend, extraBackend, addrs...)
 }
 
 func tcpConfig(extraFrontend, extraBackend string, addrs ...string) string {
@@ -95,6 +87,13 @@ func echoSession(t testing.TB, addr, line string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	return echoExchange(t, c, line, c.(*net.TCPConn).CloseWrite)
+}
+
+// echoExchange runs a tcpEcho session on c: greeting, one echoed line, a half-close (by
+// closeWrite) after which the goodbye and then EOF must still arrive. It returns the server name.
+func echoExchange(t testing.TB, c net.Conn, line string, closeWrite func() error) string {
+	t.Helper()
 	c.SetDeadline(time.Now().Add(ioTimeout))
 	br := bufio.NewReader(c)
 	greet, err := br.ReadString('\n')
@@ -107,7 +106,9 @@ func echoSession(t testing.TB, addr, line string) string {
 	if err != nil || got != name+" "+line+"\n" {
 		t.Fatalf("echo: %q, %v; want %q", got, err, name+" "+line+"\n")
 	}
-	c.(*net.TCPConn).CloseWrite()
+	if err := closeWrite(); err != nil {
+		t.Fatal(err)
+	}
 	bye, err := br.ReadString('\n')
 	if err != nil || bye != name+" bye\n" {
 		t.Fatalf("after half-close: %q, %v; want %q", bye, err, name+" bye\n")

@@ -57,6 +57,18 @@ func startUDPEcho(t testing.TB, name string) *udpEcho {
 
 func (e *udpEcho) addr() string { return e.pc.LocalAddr().String() }
 
+// closedUDPAddr is closedAddr for UDP: a loopback port where nothing listens, so datagrams to
+// it draw ICMP port unreachable.
+func closedUDPAddr(t testing.TB) string {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	return pc.LocalAddr().String()
+}
+
 func udpConfig(extraFrontend, extraBackend string, addrs ...string) string {
 	return l4Config("udp", extraFrontend, extraBackend, addrs...)
 }
@@ -166,12 +178,7 @@ func TestE2EUDPPerPacket(t *testing.T) {
 // answers with port unreachable ends and the client's next datagram finds a live server.
 func TestE2EUDPMaxFlowsAndDeadServer(t *testing.T) {
 	t.Parallel()
-	dead, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.LocalAddr().String()
-	dead.Close()
+	deadAddr := closedUDPAddr(t)
 	live := startUDPEcho(t, "live")
 	rt := startWaage(t, udpConfig("    udp: {max_flows: 2}\n", "    outlier_detection: {consecutive_failures: 1}\n", deadAddr, live.addr()))
 	addr, _ := net.ResolveUDPAddr("udp", feAddr(t, rt, "udp"))
@@ -200,12 +207,7 @@ func TestE2EUDPMaxFlowsAndDeadServer(t *testing.T) {
 // A flow whose server goes into maintenance moves to another server on its next datagram.
 func TestE2EUDPDeadServerEjected(t *testing.T) {
 	t.Parallel()
-	dead, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.LocalAddr().String()
-	dead.Close()
+	deadAddr := closedUDPAddr(t)
 	a, b := startUDPEcho(t, "a"), startUDPEcho(t, "b")
 	rt := startWaage(t, udpConfig("", "    outlier_detection: {consecutive_failures: 2}\n", deadAddr, a.addr(), b.addr()))
 	addr, _ := net.ResolveUDPAddr("udp", feAddr(t, rt, "udp"))
