@@ -233,31 +233,3 @@ func TestE2EOtherAlgorithmsServe(t *testing.T) {
 		})
 	}
 }
-
-func TestE2EBackupServer(t *testing.T) {
-	t.Parallel()
-	bs := startDemo(t, "primary", "backup")
-	rt := startWaage(t, `
-frontends:
-  - name: web
-    listen: ["127.0.0.1:0"]
-    default_backend: b
-backends:
-  - name: b
-    servers:
-      - {name: p, address: "`+bs[0].Addr+`"}
-      - {name: k, address: "`+bs[1].Addr+`", backup: true}
-`)
-	addr := feAddr(t, rt, "web")
-	if got := countBy(servedBy(t, addr, 10, false)); got["primary"] != 10 {
-		t.Errorf("with the primary up: %v", got)
-	}
-	rt.Server("b", "p").SetState(backend.Maintenance)
-	if got := countBy(servedBy(t, addr, 10, false)); got["backup"] != 10 {
-		t.Errorf("with the primary in maintenance: %v", got)
-	}
-	rt.Server("b", "p").SetState(backend.Ready)
-	if got := countBy(servedBy(t, addr, 10, false)); got["primary"] != 10 {
-		t.Errorf("with the primary back: %v", got)
-	}
-}

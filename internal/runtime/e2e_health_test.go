@@ -357,8 +357,9 @@ func TestE2EPassive5xx(t *testing.T) {
 	}
 }
 
-// TestE2EBackupServers: backups take no traffic while a primary is usable, all of it when none
-// is, and with nothing left the answer is a 503 that says so.
+// TestE2EBackupServers: backups take no traffic while a primary is usable (DOWN or in
+// maintenance: not usable), all of it when none is, and with nothing left the answer is a 503
+// that says so; primaries that return take the traffic back.
 func TestE2EBackupServers(t *testing.T) {
 	t.Parallel()
 	bs := startDemo(t, "p1", "p2", "bk")
@@ -366,18 +367,7 @@ func TestE2EBackupServers(t *testing.T) {
 		fmt.Sprintf("      - {name: p1, address: %q}\n      - {name: p2, address: %q}\n      - {name: bk, address: %q, backup: true}\n", bs[0].Addr, bs[1].Addr, bs[2].Addr)
 	rt := startWaage(t, yaml)
 	addr := feAddr(t, rt, "web")
-	served := func(n int) map[string]int {
-		m := map[string]int{}
-		for i := 0; i < n; i++ {
-			resp, body := dialRaw(t, addr).mustDo(t, get("/", "b.test"))
-			if resp.StatusCode != 200 {
-				m[fmt.Sprint(resp.StatusCode)+" "+strings.TrimSpace(string(body))]++
-				continue
-			}
-			m[resp.Header.Get("X-Served-By")]++
-		}
-		return m
-	}
+	served := func(n int) map[string]int { return countBy(servedBy(t, addr, n, true)) }
 	if m := served(10); m["bk"] != 0 || m["p1"] != 5 || m["p2"] != 5 {
 		t.Errorf("with both primaries up: %v", m)
 	}
@@ -390,12 +380,19 @@ func TestE2EBackupServers(t *testing.T) {
 		t.Errorf("with no primary: %v", m)
 	}
 	rt.Server("b", "bk").SetHealthy(false)
-	if m := served(2); m["503 503 Service Unavailable: backend b has no healthy server"] != 2 {
-		t.Errorf("with nothing healthy: %v", m)
+	for i := 0; i < 2; i++ {
+		resp, body := dialRaw(t, addr).mustDo(t, get("/", "b.test"))
+		if got := strings.TrimSpace(string(body)); resp.StatusCode != 503 || got != "503 Service Unavailable: backend b has no healthy server" {
+			t.Errorf("with nothing healthy: %d %q", resp.StatusCode, got)
+		}
 	}
 	rt.Server("b", "p1").SetHealthy(true)
 	if m := served(4); m["p1"] != 4 {
 		t.Errorf("with p1 back: %v", m)
+	}
+	rt.Server("b", "p2").SetState(backend.Ready)
+	if m := served(4); m["p1"] != 2 || m["p2"] != 2 {
+		t.Errorf("with p2 back from maintenance: %v", m)
 	}
 }
 
