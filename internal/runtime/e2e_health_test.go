@@ -29,87 +29,6 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) time.
 	return time.Since(start)
 }
 
-// loadRun is a bounded GET load on keep-alive connections that never retries on its own: every
-// transport error or non-200 answer counts as a failed client request.
-type loadRun struct {
-	ok     atomic.Int64
-	mu     sync.Mutex
-	errs   []string
-	quit   chan struct{}
-	wg     sync.WaitGroup
-	byName sync.Map // X-Served-By -> *atomic.Int64
-}
-
-func startLoad(addr, path string, workers, maxPerWorker int) *loadRun {
-	l := &loadRun{quit: make(chan struct{})}
-	deadline := time.Now().Add(30 * time.Second)
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			var rc *rawConn
-			defer func() {
-				if rc != nil {
-					rc.c.Close()
-				}
-			}()
-			for i := 0; i < maxPerWorker && time.Now().Before(deadline); i++ {
-				select {
-				case <-l.quit:
-					return
-				default:
-				}
-				if rc == nil {
-					var err error
-					if rc, err = dialRawE(addr); err != nil {
-						l.fail("dial: " + err.Error())
-						continue
-					}
-				}
-				resp, body, err := rc.do(get(path, "load.test"))
-				switch {
-				case err != nil:
-					l.fail(err.Error())
-				case resp.StatusCode != 200:
-					l.fail(fmt.Sprintf("status %d: %q", resp.StatusCode, body))
-				default:
-					l.ok.Add(1)
-					c, _ := l.byName.LoadOrStore(resp.Header.Get("X-Served-By"), new(atomic.Int64))
-					c.(*atomic.Int64).Add(1)
-				}
-				if err != nil || resp.Close {
-					rc.c.Close()
-					rc = nil
-				}
-				time.Sleep(time.Millisecond) // a steady load, not a flood: the test measures timing
-			}
-		}()
-	}
-	return l
-}
-
-func (l *loadRun) fail(e string) {
-	l.mu.Lock()
-	l.errs = append(l.errs, e)
-	l.mu.Unlock()
-}
-
-func (l *loadRun) served(name string) int64 {
-	if c, ok := l.byName.Load(name); ok {
-		return c.(*atomic.Int64).Load()
-	}
-	return 0
-}
-
-func (l *loadRun) stop(t testing.TB) {
-	t.Helper()
-	close(l.quit)
-	l.wg.Wait()
-	if len(l.errs) > 0 {
-		t.Errorf("%d failed client requests (%d ok), e.g. %q", len(l.errs), l.ok.Load(), l.errs[:min(5, len(l.errs))])
-	}
-}
-
 // TestE2EHealthKillAndReturn is the issue's first test: under a GET load, kill one of three
 // backends. No client request fails, the dead server is DOWN (and gets no more attempts) within
 // fall × interval + timeout, and once it runs again it is UP after rise checks and takes traffic.
@@ -122,7 +41,9 @@ func TestE2EHealthKillAndReturn(t *testing.T) {
     outlier_detection: {consecutive_failures: 0}
 `, interval, timeout, fall, rise), demoAddrs(bs)...))
 	s2 := rt.Server("b", "s2")
-	load := startLoad(feAddr(t, rt, "web"), "/", 4, 20000)
+	// Two keep-alive clients that never retry on their own: any failure reaches them.
+	addr := feAddr(t, rt, "web")
+	stops := []func() loadResult{backgroundLoad(addr, "load.test", "/", 200000), backgroundLoad(addr, "load.test", "/", 200000)}
 	time.Sleep(300 * time.Millisecond)
 
 	bs[1].Close()
@@ -153,7 +74,11 @@ func TestE2EHealthKillAndReturn(t *testing.T) {
 		t.Errorf("s2 UP after %s, want within %s", took, bound)
 	}
 	waitFor(t, 3*time.Second, "traffic on the restarted server", func() bool { return back[0].Requests() > 0 })
-	load.stop(t)
+	for i, stop := range stops {
+		if res := stop(); len(res.errs) > 0 {
+			t.Errorf("client %d: %d failed requests (%d ok), e.g. %q", i, len(res.errs), res.ok, res.errs[:min(5, len(res.errs))])
+		}
+	}
 	if !strings.Contains(logs.String(), "server b/s2 UP: http check passed, 2/2 succeeded") {
 		t.Errorf("no UP line in the log:\n%s", logs)
 	}
