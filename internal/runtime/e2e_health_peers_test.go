@@ -36,8 +36,9 @@ const peerCheckTiming = "interval: 200ms\n      timeout: 150ms\n      rise: 2\n 
 // loaded (-race, parallel tests) machines.
 const peerDeadline = 5 * time.Second
 
-// peerTool finds an installed program (in PATH or an sbin directory). A missing one skips the
-// test when not root; as root, where scripts/test-deps.sh can install it, it fails the test.
+// peerTool finds an installed program for the tests that run real peers (in PATH or an sbin
+// directory). A missing one skips the test when not root; as root, where scripts/test-deps.sh
+// can install it, it fails the test.
 func peerTool(t *testing.T, name, pkg string) string {
 	t.Helper()
 	for _, p := range []string{name, "/usr/sbin/" + name, "/sbin/" + name, "/usr/bin/" + name} {

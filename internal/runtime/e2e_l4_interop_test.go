@@ -306,7 +306,7 @@ backends:
 	}
 
 	t.Run("curl", func(t *testing.T) {
-		curl := lookTool(t, "curl")
+		curl := peerTool(t, "curl", "curl")
 		caFile := filepath.Join(t.TempDir(), "ca.pem")
 		if err := os.WriteFile(caFile, ca.pem, 0o644); err != nil {
 			t.Fatal(err)
@@ -518,7 +518,7 @@ backends:
 // "$proxy_protocol_addr $proxy_protocol_port $remote_addr\n".
 func startNginxProxyProtocol(t *testing.T) string {
 	t.Helper()
-	nginx := lookTool(t, "nginx")
+	nginx := peerTool(t, "nginx", "nginx-light")
 	dir := t.TempDir()
 	addr := freePort(t)
 	conf := fmt.Sprintf(`daemon off;
@@ -702,7 +702,7 @@ backends:
 // nginx.
 func TestInteropProxyProtocolFromHAProxy(t *testing.T) {
 	t.Parallel()
-	haproxy := lookTool(t, "haproxy")
+	haproxy := peerTool(t, "haproxy", "haproxy")
 	ngx := startNginxProxyProtocol(t)
 	bs := startDemo(t, "demo")
 	rt := startWaage(t, fmt.Sprintf(`frontends:

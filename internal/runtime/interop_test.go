@@ -16,18 +16,8 @@ import (
 )
 
 // Interop tests put waage between peers nobody here wrote: nginx as the server, curl and HAProxy
-// as clients. `make test` installs them; without them these tests skip and say why.
-
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	for _, p := range []string{name, "/usr/sbin/" + name} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	t.Skipf("%s is not installed (make test installs it with apt-get)", name)
-	return ""
-}
+// as clients. `make test` installs them; peerTool finds them (and skips, saying why, only when
+// not root).
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -76,7 +66,7 @@ func waitHTTP(t *testing.T, url string) {
 // answers, and discard uploads.
 func startNginx(t *testing.T) (dir string, addrs []string) {
 	t.Helper()
-	nginx := lookTool(t, "nginx")
+	nginx := peerTool(t, "nginx", "nginx-light")
 	dir = t.TempDir()
 	big := make([]byte, 64<<20)
 	for i := range big {
@@ -247,7 +237,7 @@ func (zeros) Read(p []byte) (int, error) {
 // Expect: 100-continue (the server's 100 Continue must reach curl), and a chunked upload (which
 // curl also sends with Expect), all echoed back.
 func TestInteropCurl(t *testing.T) {
-	curl := lookTool(t, "curl")
+	curl := peerTool(t, "curl", "curl")
 	// The server reads the whole body before it answers, so net/http sends 100 Continue first.
 	echo := startHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/echo" {
@@ -315,7 +305,7 @@ func TestInteropCurl(t *testing.T) {
 // TestInteropHAProxyInFront puts HAProxy (option forwardfor) in front of waage: waage must append
 // to the X-Forwarded-For that HAProxy set, and keep-alive must work across the chain.
 func TestInteropHAProxyInFront(t *testing.T) {
-	haproxy := lookTool(t, "haproxy")
+	haproxy := peerTool(t, "haproxy", "haproxy")
 	bs := startDemo(t, "a")
 	rt := startWaage(t, simpleConfig("", "", demoAddrs(bs)...))
 	front := freePort(t)
@@ -360,7 +350,7 @@ backend b
 // TestInteropCurlFullDuplex sends chunked uploads to a server
 // that streams its answer while it still reads: both directions run at once through waage.
 func TestInteropCurlFullDuplex(t *testing.T) {
-	curl := lookTool(t, "curl")
+	curl := peerTool(t, "curl", "curl")
 	bs := startDemo(t, "a")
 	rt := startWaage(t, simpleConfig("", "", demoAddrs(bs)...))
 	in := filepath.Join(t.TempDir(), "in.bin")
