@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,15 +18,8 @@ import (
 // as clients. `make test` installs them; peerTool finds them (and skips, saying why, only when
 // not root).
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freePort is a loopback address nothing listens on yet, for a peer to listen on.
+func freePort(t *testing.T) string { return closedAddr(t) }
 
 // startProcess runs a peer in the foreground of its own process and kills it (by PID) at cleanup.
 func startProcess(t *testing.T, name string, args ...string) {
