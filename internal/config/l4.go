@@ -40,7 +40,6 @@ func (v *validator) l4Frontend(p string, f *Frontend, mode string) {
 		v.oneOf(tp+".min_version", t.MinVersion, tlsVersions)
 	}
 	if pp := f.ProxyProtocol; pp != nil {
-		pp := pp
 		path := p + ".proxy_protocol"
 		if mode == "udp" {
 			v.errorf(path, "not supported on udp frontends")

@@ -1,6 +1,7 @@
 package health
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -103,7 +104,7 @@ func (m *matcher) match(b []byte) bool {
 	if m.re != nil {
 		return m.re.Match(b)
 	}
-	return strings.Contains(string(b), string(m.sub))
+	return bytes.Contains(b, m.sub)
 }
 
 // failure says how b failed m, after what (`reply "..."` or `body`).
