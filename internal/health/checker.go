@@ -29,6 +29,8 @@ type Spec struct {
 	Server *backend.Server
 	// Check is the effective check (config.Backend.HealthCheckFor); nil means none.
 	Check *config.HealthCheck
+
+	prober Prober // built by Compile, so that Sync need not build it again
 }
 
 // Manager runs the active checks of the running configuration. Sync replaces the set of checks;
@@ -56,15 +58,25 @@ func NewManager(logger *slog.Logger) *Manager {
 
 // Compile builds the probers of specs without starting anything, so that a configuration that
 // cannot run (an unreadable CA file) is refused before it replaces the running one.
+// The probers are kept in specs for Sync.
 func Compile(specs []Spec) error {
-	for _, sp := range specs {
-		if sp.Check == nil {
-			continue
-		}
-		if _, err := NewProber(sp.Check); err != nil {
-			return fmt.Errorf("backend %q: server %q: health_check: %w", sp.Server.Backend, sp.Server.Name, err)
+	for i := range specs {
+		if err := specs[i].compile(); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+func (sp *Spec) compile() error {
+	if sp.Check == nil || sp.prober != nil {
+		return nil
+	}
+	p, err := NewProber(sp.Check)
+	if err != nil {
+		return fmt.Errorf("backend %q: server %q: health_check: %w", sp.Server.Backend, sp.Server.Name, err)
+	}
+	sp.prober = p
 	return nil
 }
 
@@ -73,29 +85,32 @@ func Compile(specs []Spec) error {
 // their servers are marked healthy, since nothing would bring them back otherwise.
 func (m *Manager) Sync(specs []Spec) error {
 	type want struct {
-		check  *config.HealthCheck
-		prober Prober
-		fp     string
+		spec *Spec
+		fp   string
 	}
 	wanted := make(map[*backend.Server]want, len(specs))
 	present := make(map[*backend.Server]bool, len(specs))
-	for _, sp := range specs {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range specs {
+		sp := &specs[i]
 		present[sp.Server] = true
 		if sp.Check == nil {
 			continue
-		}
-		p, err := NewProber(sp.Check)
-		if err != nil {
-			return fmt.Errorf("backend %q: server %q: health_check: %w", sp.Server.Backend, sp.Server.Name, err)
 		}
 		fp, _ := json.Marshal(struct {
 			C *config.HealthCheck
 			A string
 		}{sp.Check, sp.Server.Address})
-		wanted[sp.Server] = want{sp.Check, p, string(fp)}
+		// Only a check that starts (new or changed) needs its prober; all are built before
+		// anything changes, so an error leaves the running checks as they were.
+		if r := m.runs[sp.Server]; r == nil || r.fingerprint != string(fp) {
+			if err := sp.compile(); err != nil {
+				return err
+			}
+		}
+		wanted[sp.Server] = want{sp, string(fp)}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	for s, r := range m.runs {
 		if w, ok := wanted[s]; ok && w.fp == r.fingerprint {
 			continue
@@ -111,7 +126,7 @@ func (m *Manager) Sync(specs []Spec) error {
 		if _, ok := m.runs[s]; ok {
 			continue
 		}
-		c := newChecker(s, w.check, w.prober, m.logger)
+		c := newChecker(s, w.spec.Check, w.spec.prober, m.logger)
 		ctx, cancel := context.WithCancel(context.Background())
 		r := &run{fingerprint: w.fp, cancel: cancel, done: make(chan struct{})}
 		m.runs[s] = r
