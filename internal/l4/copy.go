@@ -9,36 +9,33 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/waage/waage/internal/rawio"
+	"github.com/waage/waage/internal/relay"
 )
 
-// spliceChunk is how much one splice call may move before the copy loop re-arms the idle
-// deadline. Large enough that the loop costs nothing next to the data, small enough that a busy
-// connection re-arms its deadline often.
-const spliceChunk = 1 << 20
+// reArm is how much a copy moves before it re-arms the idle deadline.
+const reArm = 1 << 20
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// activity records when bytes last moved in either direction, so one direction's idle deadline
-// does not cut a connection whose other direction is busy (a download with a silent client).
-type activity struct{ last atomic.Int64 }
-
-func (a *activity) touch()               { a.last.Store(time.Now().UnixNano()) }
-func (a *activity) since() time.Duration { return time.Duration(time.Now().UnixNano() - a.last.Load()) }
-
 // proxyCopy moves bytes both ways between client and server until both directions are done, then
-// returns. A direction ends at EOF, which is passed on as a half-close (CloseWrite), so protocols
-// that shut down their sending side and still read (an SMTP client after QUIT, `nc -N`) work.
-// No byte in either direction for idle closes both. Between two *net.TCPConn the kernel splices
-// (no copy through user space); otherwise (TLS) a pooled buffer is used.
-func proxyCopy(client, server net.Conn, idle time.Duration) {
+// returns. A direction ends at EOF, which is passed on as a half-close, so protocols that shut
+// down their sending side and still read (an SMTP client after QUIT, `nc -N`) work. No byte in
+// either direction for idle closes both.
+//
+// Two plain TCP sockets go to the event loops of package relay (splice for bulk transfers);
+// anything else (a terminated TLS connection) is copied by two goroutines through buffers.
+func proxyCopy(tc *tcpConn, client, server net.Conn, idle time.Duration) {
+	ct, ok1 := client.(*net.TCPConn)
+	st, ok2 := server.(*net.TCPConn)
+	if ok1 && ok2 {
+		if s, err := relay.Start(ct, st, idle); err == nil {
+			tc.setSession(s)
+			s.Wait()
+			return
+		}
+	}
 	var act activity
 	act.touch()
-	stop := watchdog(&act, idle, func() {
-		client.Close()
-		server.Close()
-	})
-	defer stop()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -49,58 +46,19 @@ func proxyCopy(client, server net.Conn, idle time.Duration) {
 	wg.Wait()
 }
 
-// watchdog closes a connection whose bytes stopped moving for twice the idle timeout. The read
-// deadlines catch a silent peer; this catches a peer that stopped reading, where the kernel's
-// splice waits on the write side, which has no deadline (a write deadline could fire between
-// the two halves of a splice and lose the bytes in its pipe).
-func watchdog(act *activity, idle time.Duration, kill func()) (stop func()) {
-	var mu sync.Mutex
-	var t *time.Timer
-	mu.Lock()
-	t = time.AfterFunc(idle, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if t == nil {
-			return
-		}
-		if act.since() > 2*idle {
-			kill()
-			return
-		}
-		t.Reset(idle)
-	})
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		t.Stop()
-		t = nil
-		mu.Unlock()
-	}
-}
+// activity records when bytes last moved in either direction, so one direction's idle deadline
+// does not cut a connection whose other direction is busy (a download with a silent client).
+type activity struct{ last atomic.Int64 }
+
+func (a *activity) touch()               { a.last.Store(time.Now().UnixNano()) }
+func (a *activity) since() time.Duration { return time.Duration(time.Now().UnixNano() - a.last.Load()) }
 
 // copyHalf copies src to dst until EOF, an error or the idle timeout. On EOF it half-closes dst;
 // on an error or timeout it closes both connections, which ends the other direction too.
-//
-// Between two TCP sockets it starts with raw reads and writes through a buffer (rawio: for the
-// small messages of interactive protocols that is cheaper than the runtime's blocking-call
-// bookkeeping, see package rawio), and switches to the kernel's splice once the traffic turns
-// out to be bulk (reads that fill the buffer), so large transfers move without a copy through
-// user space. Other connections (TLS) use a pooled buffer.
 func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, server net.Conn) {
-	var err error
-	dtcp, dok := dst.(*net.TCPConn)
-	stcp, sok := src.(*net.TCPConn)
 	bufp := copyBufs.Get().(*[]byte)
-	defer func() {
-		if bufp != nil {
-			copyBufs.Put(bufp)
-		}
-	}()
-	var rsrc, rdst *rawio.Conn
-	if dok && sok {
-		rsrc, rdst = rawio.New(src), rawio.New(dst)
-	}
-	splice := false
+	defer copyBufs.Put(bufp)
+	var err error
 	var deadline time.Time
 	for {
 		now := time.Now()
@@ -111,25 +69,8 @@ func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, serv
 			src.SetReadDeadline(deadline)
 		}
 		var n int64
-		touched := false // Pump touches act itself, per chunk
-		switch {
-		case splice:
-			n, err = dtcp.ReadFrom(&io.LimitedReader{R: stcp, N: spliceChunk})
-			if err == nil && n < spliceChunk {
-				err = io.EOF // ReadFrom stops short of the limit only at EOF
-			}
-		case rsrc != nil && rdst != nil:
-			n, err = rawio.Pump(rsrc, rdst, *bufp, act.touch)
-			touched = true
-			if errors.Is(err, rawio.ErrBulk) {
-				splice, err = true, nil
-				copyBufs.Put(bufp)
-				bufp = nil
-			}
-		default:
-			n, err = copyBuffered(dst, src, *bufp, idle)
-		}
-		if n > 0 && !touched {
+		n, err = copyBuffered(dst, src, *bufp, idle)
+		if n > 0 {
 			act.touch()
 		}
 		if err == nil {
@@ -151,8 +92,9 @@ func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, serv
 	server.Close()
 }
 
-// copyBuffered copies until EOF, an error or the read deadline, through buf. Unlike io.Copy it
-// reports EOF as io.EOF so the caller can half-close.
+// copyBuffered copies until EOF, an error, the read deadline or reArm bytes, through buf. Unlike
+// io.Copy it reports EOF as io.EOF so the caller can half-close. A write that the peer does not
+// take within idle fails (a client that stopped reading).
 func copyBuffered(dst, src net.Conn, buf []byte, idle time.Duration) (int64, error) {
 	var total int64
 	for {
@@ -164,8 +106,7 @@ func copyBuffered(dst, src net.Conn, buf []byte, idle time.Duration) (int64, err
 			if werr != nil {
 				return total, werr
 			}
-			// Re-arm the read deadline now and then: here every read counts as activity.
-			if total >= spliceChunk {
+			if total >= reArm {
 				return total, nil
 			}
 		}

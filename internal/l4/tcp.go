@@ -18,6 +18,7 @@ import (
 
 	"github.com/waage/waage/internal/listener"
 	"github.com/waage/waage/internal/proxyproto"
+	"github.com/waage/waage/internal/relay"
 )
 
 // Route sends connections whose ClientHello (or source) matches to a backend. Empty lists match
@@ -219,14 +220,30 @@ type tcpConn struct {
 	c        net.Conn // the client connection (a *tls.Conn when terminating)
 	mu       sync.Mutex
 	upstream net.Conn
+	session  *relay.Session // once relay took the sockets over
+	closed   bool
 }
 
 func (tc *tcpConn) closeAll() {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
+	tc.closed = true
 	tc.c.Close()
 	if tc.upstream != nil {
 		tc.upstream.Close()
+	}
+	if tc.session != nil {
+		tc.session.Close()
+	}
+}
+
+// setSession records that relay took the sockets over, so closeAll ends the session.
+func (tc *tcpConn) setSession(s *relay.Session) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	tc.session = s
+	if tc.closed {
+		s.Close()
 	}
 }
 
@@ -359,7 +376,7 @@ func (tc *tcpConn) serve(h *TCPHandler) {
 	tc.mu.Lock()
 	cl := tc.c
 	tc.mu.Unlock()
-	proxyCopy(cl, up, h.IdleTimeout)
+	proxyCopy(tc, cl, up, h.IdleTimeout)
 }
 
 // addrPort converts a net.Addr from a TCP or UDP socket.

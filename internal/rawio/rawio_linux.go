@@ -5,13 +5,10 @@
 package rawio
 
 import (
-	"errors"
 	"io"
 	"net"
 	"syscall"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // Conn reads and writes a TCP socket with raw system calls, through the runtime poller
@@ -33,8 +30,6 @@ type Conn struct {
 	rn     int
 	rerr   syscall.Errno
 	readFn func(uintptr) bool
-
-	inqTried, inq bool // Pump asked for TCP_INQ; the kernel agreed
 
 	wbufs   [2][]byte
 	wn      int
@@ -138,102 +133,3 @@ func (r *Conn) Write(a, b []byte) (int, error) {
 	}
 	return r.wn, err
 }
-
-// Pump copies from src to dst through buf until src reaches EOF (io.EOF), an error, src's read
-// deadline, or two reads in a row fill buf (ErrBulk: the caller may switch to splice). touch is
-// called after every chunk written. It is the TCP proxy's hot loop, built for request/response
-// traffic.
-//
-// A plain loop pays a read that fails with EAGAIN after every message, to learn that the
-// receive queue is empty. Pump asks the kernel instead: with TCP_INQ each recvmsg reports how
-// many bytes are left, and 1 when the queue is empty but the peer's FIN has arrived, so the
-// loop reads again only when there is something to read, and otherwise waits for the poller's
-// next readiness edge (every arrival of data or FIN raises one). That is a third fewer read
-// calls per message, as HAProxy saves with EPOLLRDHUP. Everything happens inside one poller read
-// on src, because starting a new one resets the poller's readiness state and so could not
-// skip the read. The write to dst is a poller write of its own, nested: the two sockets' locks
-// are separate, and holding src's keeps its descriptor from being closed and reused meanwhile.
-// Where TCP_INQ is refused, Pump reads until EAGAIN like Read.
-func Pump(src, dst *Conn, buf []byte, touch func()) (int64, error) {
-	if !src.inqTried {
-		src.inqTried = true
-		src.rc.Control(func(fd uintptr) {
-			src.inq = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_INQ, 1) == nil
-		})
-	}
-	var total int64
-	var rerr syscall.Errno
-	var werr error
-	eof, bulk := false, false
-	full := 0
-	iov := syscall.Iovec{Base: &buf[0]}
-	iov.SetLen(len(buf))
-	var ctl [64]byte
-	msg := syscall.Msghdr{Iov: &iov, Iovlen: 1}
-	err := src.rc.Read(func(fd uintptr) bool {
-		for {
-			msg.Control, msg.Flags = &ctl[0], 0
-			msg.SetControllen(len(ctl))
-			n, _, e := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), 0)
-			switch e {
-			case 0:
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			default:
-				rerr = e
-				return true
-			}
-			if n == 0 {
-				eof = true
-				return true
-			}
-			if _, werr = dst.Write(buf[:n], nil); werr != nil {
-				return true
-			}
-			total += int64(n)
-			touch()
-			if int(n) == len(buf) {
-				if full++; full >= 2 {
-					bulk = true
-					return true
-				}
-				continue
-			}
-			full = 0
-			if src.inq && inqOf(&msg, ctl[:]) == 0 {
-				return false // empty, no FIN: wait for the next edge
-			}
-		}
-	})
-	switch {
-	case err != nil:
-		return total, err
-	case rerr != 0:
-		return total, &net.OpError{Op: "read", Net: "tcp", Err: rerr}
-	case werr != nil:
-		return total, werr
-	case eof:
-		return total, io.EOF
-	case bulk:
-		return total, ErrBulk
-	}
-	return total, nil
-}
-
-// inqOf returns the TCP_CM_INQ value of a recvmsg's control data, or -1 when there is none.
-func inqOf(msg *syscall.Msghdr, ctl []byte) int {
-	l := int(msg.Controllen)
-	if l < syscall.CmsgLen(4) || l > len(ctl) {
-		return -1
-	}
-	h := (*syscall.Cmsghdr)(unsafe.Pointer(&ctl[0]))
-	if h.Level != unix.IPPROTO_TCP || h.Type != unix.TCP_CM_INQ {
-		return -1
-	}
-	return int(*(*int32)(unsafe.Pointer(&ctl[syscall.CmsgLen(0)])))
-}
-
-// ErrBulk is Pump's report that the traffic is bulk: reads fill the buffer.
-var ErrBulk = errors.New("rawio: bulk transfer")

@@ -1,22 +1,17 @@
 //go:build !linux
 
-package l7
+// Package rawio reads and writes TCP sockets with raw system calls (Linux only); elsewhere New
+// returns nil and callers use net.Conn.
+package rawio
 
-import (
-	"errors"
-	"net"
-)
+import "net"
 
-// rawIO is the raw-syscall socket I/O of rawio_linux.go; elsewhere net.Conn is used.
-type rawIO struct{}
+// Conn is the raw-syscall socket I/O of rawio_linux.go; elsewhere there is none.
+type Conn struct{}
 
-func newRawIO(net.Conn) *rawIO { return nil }
+// New returns nil: callers fall back to net.Conn.
+func New(net.Conn) *Conn { return nil }
 
-func (*rawIO) read([]byte) (int, error) { panic("unreachable") }
+func (*Conn) Read([]byte) (int, error) { panic("rawio: not supported") }
 
-func (*rawIO) write(a, b []byte) (int, error) { panic("unreachable") }
-
-func Pump(src, dst *Conn, buf []byte, touch func()) (int64, error) { panic("unreachable") }
-
-// ErrBulk is Pump's report that the traffic is bulk.
-var ErrBulk = errors.New("rawio: bulk transfer")
+func (*Conn) Write(a, b []byte) (int, error) { panic("rawio: not supported") }

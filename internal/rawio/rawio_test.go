@@ -3,7 +3,6 @@
 package rawio
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -32,84 +31,66 @@ func pair(t *testing.T) (a, b *net.TCPConn) {
 	return c.(*net.TCPConn), s.(*net.TCPConn)
 }
 
-// TestPumpEOF: a FIN that arrives together with the last data (one readiness edge for both) is
-// still seen; Pump must not wait for an edge that will never come.
-func TestPumpEOF(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		finDelay time.Duration // -1: FIN with the data, before Pump starts
-	}{
-		{"fin with the data", -1},
-		{"fin later", 100 * time.Millisecond},
-		{"no data, fin only", 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			client, inside := pair(t)
-			outside, server := pair(t)
-			data := []byte("hello, half-closed world\n")
-			if tc.name == "no data, fin only" {
-				data = nil
-			}
-			client.Write(data)
-			if tc.finDelay < 0 {
-				client.CloseWrite()
-				time.Sleep(50 * time.Millisecond)
-			} else {
-				time.AfterFunc(tc.finDelay, func() { client.CloseWrite() })
-			}
-			inside.SetReadDeadline(time.Now().Add(5 * time.Second))
-			touched := 0
-			n, err := Pump(New(inside), New(outside), make([]byte, 32<<10), func() { touched++ })
-			if !errors.Is(err, io.EOF) || n != int64(len(data)) {
-				t.Fatalf("Pump = %d, %v; want %d, EOF", n, err, len(data))
-			}
-			outside.CloseWrite()
-			got, _ := io.ReadAll(server)
-			if !bytes.Equal(got, data) {
-				t.Errorf("server got %q, want %q", got, data)
-			}
-		})
+// TestConnWriteRead: Write sends both buffers in order (large enough that the socket runs full
+// and the write waits in the poller), Read returns them and then io.EOF after the peer's FIN.
+func TestConnWriteRead(t *testing.T) {
+	a, b := pair(t)
+	ra, rb := New(a), New(b)
+	head := []byte("head:")
+	body := make([]byte, 4<<20)
+	for i := range body {
+		body[i] = byte(i % 251)
 	}
-}
-
-// TestPumpMessagesAndDeadline: several messages with pauses are all copied, and the read
-// deadline still ends a silent Pump.
-func TestPumpMessagesAndDeadline(t *testing.T) {
-	client, inside := pair(t)
-	outside, server := pair(t)
+	errc := make(chan error, 1)
 	go func() {
-		for i := 0; i < 5; i++ {
-			client.Write([]byte("message\n"))
-			time.Sleep(20 * time.Millisecond)
+		n, err := ra.Write(head, body)
+		if err == nil && n != len(head)+len(body) {
+			err = io.ErrShortWrite
 		}
+		a.CloseWrite()
+		errc <- err
 	}()
-	inside.SetReadDeadline(time.Now().Add(400 * time.Millisecond))
-	n, err := Pump(New(inside), New(outside), make([]byte, 1024), func() {})
-	if !errors.Is(err, os.ErrDeadlineExceeded) || n != 40 {
-		t.Fatalf("Pump = %d, %v; want 40, deadline exceeded", n, err)
-	}
-	server.SetReadDeadline(time.Now().Add(time.Second))
-	buf := make([]byte, 100)
-	got := 0
-	for got < 40 {
-		k, err := server.Read(buf)
-		if err != nil {
-			t.Fatal(err)
+	var got []byte
+	buf := make([]byte, 64<<10)
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		n, err := rb.Read(buf)
+		got = append(got, buf[:n]...)
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		got += k
+		if err != nil {
+			t.Fatalf("read after %d bytes: %v", len(got), err)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if want := append(head, body...); string(got) != string(want) {
+		t.Fatalf("read %d bytes, want %d (equal prefix: %v)", len(got), len(want), len(got) <= len(want) && string(got) == string(want[:len(got)]))
 	}
 }
 
-// TestPumpBulk: reads that fill the buffer report ErrBulk, with every byte copied so far.
-func TestPumpBulk(t *testing.T) {
-	client, inside := pair(t)
-	outside, server := pair(t)
-	go io.Copy(io.Discard, server)
-	big := make([]byte, 1<<20)
-	go client.Write(big)
-	inside.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := Pump(New(inside), New(outside), make([]byte, 4096), func() {})
-	if !errors.Is(err, ErrBulk) || n < 8192 {
-		t.Fatalf("Pump = %d, %v; want ErrBulk after at least two full reads", n, err)
+// TestConnReadDeadline: the poller's deadline ends a Read that waits.
+func TestConnReadDeadline(t *testing.T) {
+	a, _ := pair(t)
+	a.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	_, err := New(a).Read(make([]byte, 10))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read = %v, want the deadline", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("deadline of 50ms ended the read after %s", d)
+	}
+}
+
+// TestNewNotTCP: only TCP connections get raw I/O.
+func TestNewNotTCP(t *testing.T) {
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	if New(c1) != nil {
+		t.Fatal("New(net.Pipe) != nil")
 	}
 }

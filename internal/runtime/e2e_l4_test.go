@@ -396,7 +396,7 @@ func parseForTest(yamlText string) (*config.Config, error) {
 }
 
 // TestE2ETCPStalledReader: a client that stops reading while the server keeps sending is cut
-// after about twice client_idle (the kernel's splice waits on the write side).
+// after about client_idle without progress.
 func TestE2ETCPStalledReader(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

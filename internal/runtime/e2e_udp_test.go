@@ -97,7 +97,7 @@ func udpAsk(t testing.TB, c *net.UDPConn, msg string) string {
 func TestE2EUDPFlows(t *testing.T) {
 	t.Parallel()
 	es := []*udpEcho{startUDPEcho(t, "a"), startUDPEcho(t, "b"), startUDPEcho(t, "c")}
-	rt := startWaage(t, udpConfig("    timeouts: {client_idle: 400ms}\n", "", es[0].addr(), es[1].addr(), es[2].addr()))
+	rt := startWaage(t, udpConfig("    timeouts: {client_idle: 1s}\n", "", es[0].addr(), es[1].addr(), es[2].addr()))
 	addr, err := net.ResolveUDPAddr("udp", feAddr(t, rt, "udp"))
 	if err != nil {
 		t.Fatal(err)
