@@ -55,10 +55,19 @@ func (c *Config) resolvePaths(dir string) {
 				abs(&t.Certificates[j].Cert)
 				abs(&t.Certificates[j].Key)
 			}
+			abs(&t.ClientCA)
+			if a := t.ACME; a != nil {
+				if a.Storage == "" {
+					a.Storage = "acme"
+				}
+				abs(&a.Storage)
+				abs(&a.CA)
+			}
 		}
 	}
 	for i := range c.Backends {
 		b := &c.Backends[i]
+		clientTLS(b.TLS)
 		if b.HealthCheck != nil {
 			clientTLS(b.HealthCheck.TLS)
 		}

@@ -454,7 +454,7 @@ var parseErrorCases = []struct {
 		name: "bad hex, icmp port",
 		data: "backends:\n  - name: b\n    servers: [{address: \"127.0.0.1:9000\", health_check: {type: icmp, port: 80}}, {address: \"127.0.0.1:9001\", health_check: {type: udp, send_hex: zz}}]\n    health_check: {type: exec, command: [/bin/true]}\n",
 		want: []string{
-			"t.yaml:3:76: backends[0].servers[0].health_check.port: not used by icmp checks (used by tcp, http, udp, exec)",
+			"t.yaml:3:76: backends[0].servers[0].health_check.port: not used by icmp checks (used by tcp, http, grpc, udp, exec)",
 			"t.yaml:3:146: backends[0].servers[1].health_check.send_hex: invalid hex: encoding/hex: invalid byte: U+007A 'z'",
 		},
 	},
@@ -463,7 +463,6 @@ var parseErrorCases = []struct {
 		data: backendB + "frontends:\n  - {name: u, mode: udp, listen: [\":53\"], backend: b, tls: {certificates: []}, proxy_protocol: {trusted: [nope]}}\n  - {name: h, listen: [\":80\"], default_backend: b, udp: {per_packet: true}, routes: [{match: {sni: a.test, alpn: [h2]}, backend: b}]}\n",
 		want: []string{
 			"t.yaml:4:60: frontends[0].tls: not supported on udp frontends",
-			"t.yaml:4:75: frontends[0].tls.certificates: at least one certificate is required",
 			"t.yaml:4:96: frontends[0].proxy_protocol: not supported on udp frontends",
 			"t.yaml:4:107: frontends[0].proxy_protocol.trusted[0]: invalid source \"nope\": want a CIDR (10.0.0.0/8) or an IP address",
 			"t.yaml:5:57: frontends[1].udp: only used on udp frontends",

@@ -32,7 +32,7 @@ const (
 )
 
 var (
-	checkTypes    = []string{"tcp", "http", "icmp", "udp", "exec", "none"}
+	checkTypes    = []string{"tcp", "http", "grpc", "icmp", "udp", "exec", "none"}
 	checkInitials = []string{"up", "down"}
 	// checkProxyProtocols adds none, to turn off the header a check inherits from its backend.
 	checkProxyProtocols = []string{"v1", "v2", "none"}
@@ -64,6 +64,9 @@ func (b *Backend) HealthCheckFor(i int) *HealthCheck {
 	}
 	if t := hc.checkType(); hc.ProxyProtocol == "" && (t == "tcp" || t == "http") {
 		hc.ProxyProtocol = b.ProxyProtocol
+	}
+	if t := hc.checkType(); hc.TLS == nil && (t == "http" || t == "grpc") {
+		hc.TLS = b.serverTLS()
 	}
 	hc.applyDefaults()
 	return &hc
@@ -227,13 +230,14 @@ var checkFields = []struct {
 	{"headers", func(h *HealthCheck) bool { return len(h.Headers) > 0 }, []string{"http"}},
 	{"expect_status", func(h *HealthCheck) bool { return len(h.ExpectStatus) > 0 }, []string{"http"}},
 	{"expect_body", func(h *HealthCheck) bool { return h.ExpectBody != "" }, []string{"http"}},
-	{"tls", func(h *HealthCheck) bool { return h.TLS != nil }, []string{"http", "tcp"}},
+	{"tls", func(h *HealthCheck) bool { return h.TLS != nil }, []string{"http", "grpc", "tcp"}},
+	{"service", func(h *HealthCheck) bool { return h.Service != "" }, []string{"grpc"}},
 	{"send", func(h *HealthCheck) bool { return h.Send != "" }, []string{"tcp", "udp"}},
 	{"send_hex", func(h *HealthCheck) bool { return h.SendHex != "" }, []string{"tcp", "udp"}},
 	{"expect", func(h *HealthCheck) bool { return h.Expect != "" }, []string{"tcp", "udp"}},
 	{"command", func(h *HealthCheck) bool { return len(h.Command) > 0 }, []string{"exec"}},
 	{"proxy_protocol", func(h *HealthCheck) bool { return h.ProxyProtocol != "" }, []string{"tcp", "http"}},
-	{"port", func(h *HealthCheck) bool { return h.Port != 0 }, []string{"tcp", "http", "udp", "exec"}},
+	{"port", func(h *HealthCheck) bool { return h.Port != 0 }, []string{"tcp", "http", "grpc", "udp", "exec"}},
 }
 
 // effectiveCheck validates what one server's merged check needs as a whole: fields that its type

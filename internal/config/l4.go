@@ -21,24 +21,13 @@ var (
 // l4Frontend validates what tcp and udp frontends add: tls, proxy_protocol and udp options.
 func (v *validator) l4Frontend(p string, f *Frontend, mode string) {
 	if t := f.TLS; t != nil {
-		tp := p + ".tls"
 		if mode == "udp" {
-			v.errorf(tp, "not supported on udp frontends")
+			v.errorf(p+".tls", "not supported on udp frontends")
+		} else {
+			v.frontendTLS(p+".tls", t, mode)
 		}
-		if len(t.Certificates) == 0 {
-			v.errorf(tp+".certificates", "at least one certificate is required")
-		}
-		for i, c := range t.Certificates {
-			cp := indexPath(tp+".certificates", i)
-			if c.Cert == "" {
-				v.errorf(cp+".cert", "is required")
-			}
-			if c.Key == "" {
-				v.errorf(cp+".key", "is required")
-			}
-		}
-		v.oneOf(tp+".min_version", t.MinVersion, tlsVersions)
 	}
+	v.httpFrontend(p, f, mode)
 	if pp := f.ProxyProtocol; pp != nil {
 		path := p + ".proxy_protocol"
 		if mode == "udp" {
@@ -86,6 +75,7 @@ func (v *validator) l4Match(p string, m *Match, mode string) {
 // l4Backend validates proxy_protocol, max_connections and queue.
 func (v *validator) l4Backend(p string, b *Backend) {
 	v.oneOf(p+".proxy_protocol", b.ProxyProtocol, proxyProtocols)
+	v.backendTLS(p, b)
 	if b.MaxConnections < 0 {
 		v.errorf(p+".max_connections", "must be 0 (no limit) or more")
 	}

@@ -56,6 +56,14 @@ type Frontend struct {
 	ProxyProtocol *AcceptProxyProtocol `yaml:"proxy_protocol"`
 	// UDP tunes a udp frontend's flow table.
 	UDP UDPOptions `yaml:"udp"`
+	// RedirectHTTPS makes a plaintext http frontend answer every request with 308 to the same
+	// URL on https (ACME HTTP-01 challenges excepted).
+	RedirectHTTPS bool `yaml:"redirect_https"`
+	// HTTPSPort is the port of redirect_https's URLs; default 443 (left out of the URL).
+	HTTPSPort int `yaml:"https_port"`
+	// H2C serves HTTP/2 without TLS (prior knowledge) beside HTTP/1.1 on a plaintext http
+	// frontend.
+	H2C bool `yaml:"h2c"`
 }
 
 // FrontendTLS is the certificate and protocol setup of a TLS-terminating frontend.
@@ -65,6 +73,40 @@ type FrontendTLS struct {
 	Certificates []Certificate `yaml:"certificates"`
 	// MinVersion is "1.2" (default) or "1.3".
 	MinVersion string `yaml:"min_version"`
+	// Ciphers limits the TLS 1.2 cipher suites (Go's names, e.g.
+	// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); default the forward-secret AEAD suites. TLS 1.3's
+	// suites are all AEAD and not configurable.
+	Ciphers []string `yaml:"ciphers"`
+	// ClientAuth asks clients for a certificate: none (default) | optional | require. Verified
+	// against ClientCA; the subject is passed to servers in X-Client-Cert-Subject.
+	ClientAuth string `yaml:"client_auth"`
+	// ClientCA is the PEM bundle that client certificates are verified with.
+	ClientCA string `yaml:"client_ca"`
+	// HTTP2 offers HTTP/2 by ALPN on an http frontend; default true.
+	HTTP2 *bool `yaml:"http2"`
+	// ACME obtains and renews certificates for its domains from an ACME CA.
+	ACME *ACME `yaml:"acme"`
+}
+
+// ACME obtains certificates from an ACME (RFC 8555) certificate authority such as Let's Encrypt.
+type ACME struct {
+	// Directory is the CA's directory URL.
+	Directory string `yaml:"directory"`
+	// Email is the account's contact address.
+	Email string `yaml:"email"`
+	// Domains get one certificate together (the first is its subject).
+	Domains []string `yaml:"domains"`
+	// Storage is the directory for the account key and the certificates; default "acme" beside
+	// the configuration file.
+	Storage string `yaml:"storage"`
+	// CA is a PEM bundle to verify the ACME server's HTTPS with (a private CA); default the
+	// system roots.
+	CA string `yaml:"ca"`
+	// Challenges are tried in this order: http-01 and tls-alpn-01 (default both).
+	Challenges []string `yaml:"challenges"`
+	// RenewBefore renews a certificate this long before it expires; default a third of its
+	// lifetime.
+	RenewBefore Duration `yaml:"renew_before"`
 }
 
 // Certificate is a certificate chain and its private key, both PEM files.
@@ -183,6 +225,11 @@ type Backend struct {
 	// SlowStart ramps the weight of a server that comes back (health restored, or out of
 	// maintenance) from a small share to its full weight over this time; 0 (default) is off.
 	SlowStart Duration `yaml:"slow_start"`
+	// Protocol spoken to the servers of an http frontend: http1 (default) | h2 (HTTP/2 over TLS)
+	// | h2c (HTTP/2 without TLS). gRPC servers need h2 or h2c.
+	Protocol string `yaml:"protocol"`
+	// TLS encrypts the connections to the servers (https, or h2).
+	TLS *ClientTLS `yaml:"tls"`
 }
 
 // Queue is the wait line of a backend whose servers are all at max_connections.
@@ -196,7 +243,8 @@ type Queue struct {
 // HealthCheck configures the active checks of a backend's servers. A server's own health_check
 // overrides the fields it sets.
 type HealthCheck struct {
-	// Type: tcp (default) | http | icmp | udp | exec | none (no active checks for this server).
+	// Type: tcp (default) | http | grpc | icmp | udp | exec | none (no active checks for this
+	// server).
 	Type string `yaml:"type,omitempty"`
 	// Interval between checks of one server, with a small random jitter; default 2s.
 	Interval Duration `yaml:"interval,omitempty"`
@@ -226,8 +274,12 @@ type HealthCheck struct {
 	ExpectStatus StringList `yaml:"expect_status,omitempty"`
 	// ExpectBody must occur in the response body (the first 64 KiB), or match "~regex".
 	ExpectBody string `yaml:"expect_body,omitempty"`
-	// TLS makes the http or tcp check speak TLS (tls: {} for the defaults).
+	// TLS makes the http, grpc or tcp check speak TLS (tls: {} for the defaults); http and grpc
+	// checks of a backend with tls or protocol h2 use the backend's.
 	TLS *ClientTLS `yaml:"tls,omitempty"`
+	// Service is the service name a grpc check asks about (grpc.health.v1.Health/Check); default
+	// "" (the server as a whole).
+	Service string `yaml:"service,omitempty"`
 
 	// Send is written after connecting (tcp) or as the datagram (udp). YAML escapes such as
 	// "\r\n" and "\x00" work in double-quoted strings.

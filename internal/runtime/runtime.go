@@ -166,12 +166,39 @@ func buildHandlers(cfg *config.Config, backends map[string]*l7.Backend, l4backen
 	return hs, errors.Join(errs...)
 }
 
-// checkModes refuses what this build does not serve yet: TLS on HTTP frontends.
+// checkModes refuses what this build does not serve yet.
 func checkModes(cfg *config.Config) error {
 	var errs []error
+	refuse := func(what, name, msg string) {
+		errs = append(errs, fmt.Errorf("%s %q: %s is not supported by this build of waage", what, name, msg))
+	}
 	for _, fe := range cfg.Frontends {
-		if (fe.Mode == "" || fe.Mode == "http") && fe.TLS != nil {
-			errs = append(errs, fmt.Errorf("frontend %q: tls on an http frontend is not supported by this build of waage (tcp frontends terminate TLS)", fe.Name))
+		http := fe.Mode == "" || fe.Mode == "http"
+		switch {
+		case http && fe.TLS != nil:
+			refuse("frontend", fe.Name, "tls on an http frontend (tcp frontends terminate TLS)")
+		case fe.TLS != nil && fe.TLS.ACME != nil:
+			refuse("frontend", fe.Name, "tls.acme")
+		case fe.TLS != nil && fe.TLS.ClientAuth != "" && fe.TLS.ClientAuth != "none":
+			refuse("frontend", fe.Name, "tls.client_auth")
+		case fe.RedirectHTTPS:
+			refuse("frontend", fe.Name, "redirect_https")
+		case fe.H2C:
+			refuse("frontend", fe.Name, "h2c")
+		}
+	}
+	for _, b := range cfg.Backends {
+		switch {
+		case b.Protocol != "" && b.Protocol != "http1":
+			refuse("backend", b.Name, "protocol "+b.Protocol)
+		case b.TLS != nil:
+			refuse("backend", b.Name, "tls")
+		}
+		for i := range b.Servers {
+			if hc := b.HealthCheckFor(i); hc != nil && hc.Type == "grpc" {
+				refuse("backend", b.Name, "the grpc health check")
+				break
+			}
 		}
 	}
 	return errors.Join(errs...)
