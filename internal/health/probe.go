@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -141,39 +140,6 @@ func payload(hc *config.HealthCheck) ([]byte, error) {
 
 func hexDecode(s string) ([]byte, error) {
 	return hex.DecodeString(strings.Join(strings.Fields(s), ""))
-}
-
-// newTLSConfig builds the client TLS configuration of a check, reading its files now so that a
-// missing CA or key fails the configuration load rather than every check. ServerName stays empty
-// when not configured: each check fills in its target's host (tlsFor), or net/http does.
-func newTLSConfig(c *config.ClientTLS) (*tls.Config, error) {
-	cfg := &tls.Config{
-		ServerName:         c.ServerName,
-		InsecureSkipVerify: c.InsecureSkipVerify,
-		MinVersion:         tls.VersionTLS12,
-	}
-	if c.CA != "" {
-		pem, err := os.ReadFile(c.CA)
-		if err != nil {
-			return nil, fmt.Errorf("tls.ca: %v", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca: no PEM certificates in %s", c.CA)
-		}
-		cfg.RootCAs = pool
-	}
-	switch {
-	case c.Cert != "" && c.Key != "":
-		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("tls.cert: %v", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	case c.Cert != "" || c.Key != "":
-		return nil, errors.New("tls: cert and key go together")
-	}
-	return cfg, nil
 }
 
 // tlsFor returns base for one target: a copy with ServerName set to the target's host when the

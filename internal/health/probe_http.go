@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/waage/waage/internal/config"
+	"github.com/waage/waage/internal/tlsx"
 )
 
 // httpProber sends one HTTP/1.1 request per check and judges the status and, when configured,
@@ -82,7 +83,7 @@ func newHTTPProber(hc *config.HealthCheck) (*httpProber, error) {
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 	}
 	if hc.TLS != nil {
-		if tr.TLSClientConfig, err = newTLSConfig(hc.TLS); err != nil {
+		if tr.TLSClientConfig, err = tlsx.ClientConfig(hc.TLS); err != nil {
 			return nil, err
 		}
 		p.scheme = "https"

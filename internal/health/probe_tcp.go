@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/waage/waage/internal/config"
+	"github.com/waage/waage/internal/tlsx"
 )
 
 // tcpProber checks that a server accepts connections and, when configured, speaks TLS and
@@ -27,7 +28,7 @@ func newTCPProber(hc *config.HealthCheck) (*tcpProber, error) {
 	p := &tcpProber{proxy: proxyVersion(hc)}
 	var err error
 	if hc.TLS != nil {
-		if p.tls, err = newTLSConfig(hc.TLS); err != nil {
+		if p.tls, err = tlsx.ClientConfig(hc.TLS); err != nil {
 			return nil, err
 		}
 	}
