@@ -16,6 +16,8 @@
 # read here: DURATION ROUNDS WARMUP THREADS CONNS CONTENDERS, WAAGE_BIN if set.
 
 pids=()  # servers and proxies, stopped on exit
+scheme=http # how the contenders are reached: http, or https (bench/tls.sh)
+curl_tls=() # curl options for https contenders (--cacert ...)
 child="" # the command run() is waiting for (wrk, curl, idleconns, waage validate, go build)
 # Per contender: its round-robin port, its process and, if it did not run, why.
 declare -A port=() pid=() skipped=()
@@ -154,7 +156,7 @@ poll() {
 # backend_ok URL: URL answers 200 with a "backend-N" body.
 backend_ok() {
 	local body
-	body=$(curl -fsS --max-time 1 "$1" 2>/dev/null) && [[ $body =~ ^backend-[0-9]+$ ]]
+	body=$(curl -fsS --max-time 1 "${curl_tls[@]}" "$1" 2>/dev/null) && [[ $body =~ ^backend-[0-9]+$ ]]
 }
 
 # wait_http URL [PID]: wait until URL answers 200 with a "backend-N" body (up to ~10 s), giving up at
@@ -168,7 +170,7 @@ check_round_robin() {
 	local name=$1 p=$2 what=$3 i body
 	rr_seen=" "
 	for ((i = 0; i < 6; i++)); do
-		body=$(curl -fsS --max-time 2 "http://127.0.0.1:$p/") || {
+		body=$(curl -fsS --max-time 2 "${curl_tls[@]}" "$scheme://127.0.0.1:$p/") || {
 			warn "$name: request failed"
 			return 1
 		}
@@ -270,7 +272,7 @@ contenders_up() {
 		fi
 		listed+=("$c")
 		"start_$c" || continue
-		if ! wait_http "http://127.0.0.1:${port[$c]}/" "${pid[$c]}"; then
+		if ! wait_http "$scheme://127.0.0.1:${port[$c]}/" "${pid[$c]}"; then
 			warn "$c did not answer on 127.0.0.1:${port[$c]}, skipping it; its log:"
 			tail -n 20 "$tmp/$c.log" "$tmp/proxy-$c/error.log" >&2 2>/dev/null || true
 			kill "${pid[$c]}" 2>/dev/null || true
@@ -317,14 +319,15 @@ secs() {
 	esac
 }
 
-# run_wrk NAME PATH DURATION OUTFILE: one measured wrk run against PATH on NAME's round-robin port
-# after a warmup; OUTFILE gets "req/s p99_us errors".
+# run_wrk NAME PATH DURATION OUTFILE [WRK_OPTION...]: one measured wrk run against PATH on NAME's
+# round-robin port after a warmup; OUTFILE gets "req/s p99_us errors".
 run_wrk() {
 	local name=$1 path=$2 dur=$3 out=$4 url raw
-	url="http://127.0.0.1:${port[$name]}$path"
-	run timeout $(($(secs "$WARMUP") + 30)) wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "$url" >/dev/null 2>&1 || true
+	shift 4
+	url="$scheme://127.0.0.1:${port[$name]}$path"
+	run timeout $(($(secs "$WARMUP") + 30)) wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "$@" "$url" >/dev/null 2>&1 || true
 	raw="$out.wrk"
-	run timeout $(($(secs "$dur") + 30)) wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency "$url" >"$raw" 2>&1 || true
+	run timeout $(($(secs "$dur") + 30)) wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency "$@" "$url" >"$raw" 2>&1 || true
 	awk '
 		function us(v) {
 			if (v ~ /us$/) return v + 0
@@ -345,17 +348,18 @@ run_wrk() {
 	fi
 }
 
-# wrk_rounds PATH DIR WHAT: ROUNDS measured wrk runs of DURATION per active contender against PATH,
-# interleaved (round 1: haproxy nginx waage, round 2: nginx waage haproxy, ...), into DIR/NAME.ROUND.
-# WHAT says what the CONNS connections are in the log.
+# wrk_rounds PATH DIR WHAT [WRK_OPTION...]: ROUNDS measured wrk runs of DURATION per active
+# contender against PATH, interleaved (round 1: haproxy nginx waage, round 2: nginx waage haproxy,
+# ...), into DIR/NAME.ROUND. WHAT says what the CONNS connections are in the log.
 wrk_rounds() {
 	local path=$1 dir=$2 what=$3 n r i c
+	shift 3
 	n=${#active[@]}
 	for ((r = 0; r < ROUNDS; r++)); do
 		for ((i = 0; i < n; i++)); do
 			c=${active[$(((i + r) % n))]}
 			log "round $((r + 1))/$ROUNDS: $c, $DURATION, $CONNS $what"
-			run_wrk "$c" "$path" "$DURATION" "$dir/$c.$r"
+			run_wrk "$c" "$path" "$DURATION" "$dir/$c.$r" "$@"
 		done
 	done
 }
