@@ -6,8 +6,9 @@ set -eu
 need=""
 # The health-check tests run real peers: redis-server (tcp send/expect), dnsmasq (udp, a DNS
 # query) and ip from iproute2 (icmp across a veth pair into a network namespace); the L4 tests
-# run Dovecot (IMAP behind the PROXY protocol).
-for pair in nginx:nginx-light haproxy:haproxy curl:curl wrk:wrk redis-server:redis-server dnsmasq:dnsmasq-base ip:iproute2 dovecot:dovecot-imapd; do
+# run Dovecot (IMAP behind the PROXY protocol); the ACME tests run pebble, the ACME test CA, with
+# pebble-challtestsrv (same package) as its DNS server.
+for pair in nginx:nginx-light haproxy:haproxy curl:curl wrk:wrk redis-server:redis-server dnsmasq:dnsmasq-base ip:iproute2 dovecot:dovecot-imapd pebble:pebble; do
 	cmd=${pair%%:*}
 	pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need="$need $pkg"

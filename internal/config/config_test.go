@@ -335,3 +335,56 @@ backends:
 		t.Errorf("server check key %q", k)
 	}
 }
+
+// TestLoadResolvesTLSPaths: the files of a terminating frontend (client CA, ACME storage and CA)
+// are relative to the configuration file, and ACME storage defaults to "acme" beside it, so
+// the certificate store and the ACME client find them whatever directory waage started in.
+func TestLoadResolvesTLSPaths(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "waage.yaml")
+	data := `frontends:
+  - name: a
+    mode: tcp
+    listen: ["127.0.0.1:0"]
+    backend: b
+    tls:
+      certificates: [{cert: certs/a.pem, key: certs/a.key}]
+      client_auth: require
+      client_ca: ca/clients.pem
+      acme: {directory: "https://acme.example/dir", domains: [a.example.com], ca: acme-ca.pem}
+  - name: c
+    mode: tcp
+    listen: ["127.0.0.1:0"]
+    backend: b
+    tls:
+      acme: {directory: "https://acme.example/dir", domains: [c.example.com], storage: /var/lib/waage/acme}
+backends:
+  - {name: b, servers: [{address: "127.0.0.1:9"}]}
+`
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, c := cfg.Frontends[0].TLS, cfg.Frontends[1].TLS
+	tests := []struct {
+		name, got, want string
+	}{
+		{name: "certificate", got: a.Certificates[0].Cert, want: filepath.Join(dir, "certs/a.pem")},
+		{name: "key", got: a.Certificates[0].Key, want: filepath.Join(dir, "certs/a.key")},
+		{name: "client_ca", got: a.ClientCA, want: filepath.Join(dir, "ca/clients.pem")},
+		{name: "acme storage default", got: a.ACME.Storage, want: filepath.Join(dir, "acme")},
+		{name: "acme ca", got: a.ACME.CA, want: filepath.Join(dir, "acme-ca.pem")},
+		{name: "acme storage absolute", got: c.ACME.Storage, want: "/var/lib/waage/acme"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, tt.got, tt.want)
+		}
+	}
+	if !a.HTTP2Enabled() {
+		t.Error("http2 is on unless set to false")
+	}
+}

@@ -499,6 +499,110 @@ var parseErrorCases = []struct {
 			"t.yaml:6:17: backends[0].slow_start: must not be negative",
 		},
 	},
+
+	// TLS on frontends and backends.
+	{
+		name: "tls ciphers unknown or insecure",
+		data: backendB + "frontends:\n  - name: t\n    mode: tcp\n    listen: [\":0\"]\n    backend: b\n    tls:\n      certificates: [{cert: a.pem, key: a.key}]\n      ciphers: [TLS_RSA_WITH_RC4_128_SHA, ECDHE-RSA-AES128-GCM-SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]\n",
+		want: []string{
+			`t.yaml:10:17: frontends[0].tls.ciphers[0]: unknown or insecure cipher suite "TLS_RSA_WITH_RC4_128_SHA" (valid: TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256)`,
+			`t.yaml:10:43: frontends[0].tls.ciphers[1]: unknown or insecure cipher suite "ECDHE-RSA-AES128-GCM-SHA256" (valid: TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256)`,
+		},
+	},
+	{
+		name: "tls certificates and min_version",
+		data: backendB + "frontends:\n  - name: t\n    mode: tcp\n    listen: [\":0\"]\n    backend: b\n    tls:\n      certificates: [{cert: a.pem}, {key: b.key}]\n      min_version: \"1.1\"\n  - {name: u, mode: tcp, listen: [\":0\"], backend: b, tls: {min_version: \"1.3\"}}\n",
+		want: []string{
+			"t.yaml:9:22: frontends[0].tls.certificates[0].key: is required",
+			"t.yaml:9:37: frontends[0].tls.certificates[1].cert: is required",
+			`t.yaml:10:20: frontends[0].tls.min_version: invalid value "1.1" (valid: 1.2, 1.3)`,
+			"t.yaml:11:59: frontends[1].tls.certificates: at least one certificate is required (or acme)",
+		},
+	},
+	{
+		name: "client_auth without client_ca, client_ca without client_auth",
+		data: backendB + "frontends:\n  - {name: t, mode: tcp, listen: [\":0\"], backend: b, tls: {certificates: [{cert: a.pem, key: a.key}], client_auth: require}}\n  - {name: u, mode: tcp, listen: [\":0\"], backend: b, tls: {certificates: [{cert: a.pem, key: a.key}], client_ca: ca.pem}}\n  - {name: v, mode: tcp, listen: [\":0\"], backend: b, tls: {certificates: [{cert: a.pem, key: a.key}], client_auth: always, client_ca: ca.pem}}\n",
+		want: []string{
+			"t.yaml:4:59: frontends[0].tls.client_ca: is required with client_auth require",
+			"t.yaml:5:114: frontends[1].tls.client_ca: only used with client_auth optional or require",
+			`t.yaml:6:116: frontends[2].tls.client_auth: invalid value "always" (valid: none, optional, require)`,
+		},
+	},
+	{
+		name: "http2 on a tcp frontend",
+		data: backendB + "frontends:\n  - {name: t, mode: tcp, listen: [\":0\"], backend: b, tls: {certificates: [{cert: a.pem, key: a.key}], http2: false}}\n",
+		want: []string{
+			"t.yaml:4:110: frontends[0].tls.http2: only used on http frontends",
+		},
+	},
+	{
+		name: "acme without directory or domains",
+		data: backendB + "frontends:\n  - name: f\n    listen: [\":0\"]\n    default_backend: b\n    tls:\n      acme: {email: admin}\n",
+		want: []string{
+			"t.yaml:8:13: frontends[0].tls.acme.directory: is required (the ACME directory URL)",
+			"t.yaml:8:13: frontends[0].tls.acme.domains: at least one domain is required",
+			"t.yaml:8:21: frontends[0].tls.acme.email: must be an email address",
+		},
+	},
+	{
+		name: "acme directory, wildcard domain, challenges",
+		data: backendB + "frontends:\n  - name: f\n    listen: [\":0\"]\n    default_backend: b\n    tls:\n      acme:\n        directory: ftp://ca.example/dir\n        domains: [\"*.example.com\", example.com, \"bad host\"]\n        challenges: [dns-01]\n        renew_before: -1h\n",
+		want: []string{
+			`t.yaml:9:20: frontends[0].tls.acme.directory: must be an https URL, not "ftp://ca.example/dir"`,
+			"t.yaml:10:19: frontends[0].tls.acme.domains[0]: wildcard names need the dns-01 challenge, which waage does not do",
+			`t.yaml:10:49: frontends[0].tls.acme.domains[2]: invalid domain "bad host": want a host name like www.example.com`,
+			`t.yaml:11:22: frontends[0].tls.acme.challenges[0]: invalid value "dns-01" (valid: http-01, tls-alpn-01)`,
+			"t.yaml:12:23: frontends[0].tls.acme.renew_before: must not be negative",
+		},
+	},
+	{
+		name: "acme on a tcp frontend without tls-alpn-01",
+		data: backendB + "frontends:\n  - name: t\n    mode: tcp\n    listen: [\":0\"]\n    backend: b\n    tls: {acme: {directory: \"https://ca.example/dir\", domains: [a.example.com], challenges: [http-01]}}\n",
+		want: []string{
+			"t.yaml:8:93: frontends[0].tls.acme.challenges: a tcp frontend can only answer tls-alpn-01",
+		},
+	},
+	{
+		name: "redirect_https on a TLS frontend, h2c with tls",
+		data: backendB + "frontends:\n  - name: f\n    listen: [\":0\"]\n    default_backend: b\n    redirect_https: true\n    h2c: true\n    tls: {certificates: [{cert: a.pem, key: a.key}]}\n",
+		want: []string{
+			"t.yaml:7:21: frontends[0].redirect_https: only on a plaintext frontend (this one terminates TLS)",
+			"t.yaml:8:10: frontends[0].h2c: only on a plaintext frontend; with tls, HTTP/2 is offered by ALPN",
+		},
+	},
+	{
+		name: "https_port without redirect_https, out of range",
+		data: backendB + "frontends:\n  - {name: f, listen: [\":0\"], default_backend: b, https_port: 8443}\n  - {name: g, listen: [\":0\"], default_backend: b, redirect_https: true, https_port: 70000}\n",
+		want: []string{
+			"t.yaml:4:63: frontends[0].https_port: only used with redirect_https",
+			"t.yaml:5:85: frontends[1].https_port: must be a port from 1 to 65535",
+		},
+	},
+	{
+		name: "http keys on a tcp frontend",
+		data: backendB + "frontends:\n  - {name: t, mode: tcp, listen: [\":0\"], backend: b, redirect_https: true, https_port: 443, h2c: true}\n",
+		want: []string{
+			"t.yaml:4:70: frontends[0].redirect_https: only used on http frontends",
+			"t.yaml:4:88: frontends[0].https_port: only used on http frontends",
+			"t.yaml:4:98: frontends[0].h2c: only used on http frontends",
+		},
+	},
+	{
+		name: "backend protocol unknown, h2c with tls, cert without key",
+		data: "backends:\n  - {name: a, protocol: http3}\n  - {name: b, protocol: h2c, tls: {ca: ca.pem}}\n  - {name: c, protocol: h2, tls: {cert: c.pem}}\n",
+		want: []string{
+			`t.yaml:2:25: backends[0].protocol: invalid value "http3" (valid: http1, h2, h2c)`,
+			"t.yaml:3:35: backends[1].tls: h2c is HTTP/2 without TLS; use protocol h2 with tls",
+			"t.yaml:4:34: backends[2].tls: cert and key go together",
+		},
+	},
+	{
+		name: "PROXY header to HTTP/2 servers",
+		data: "backends:\n  - {name: a, protocol: h2c, proxy_protocol: v2}\n",
+		want: []string{
+			"t.yaml:2:46: backends[0].proxy_protocol: not with protocol h2c: an HTTP/2 connection carries the streams of many clients, and a PROXY header names one",
+		},
+	},
 }
 
 func TestParseErrors(t *testing.T) {
@@ -543,6 +647,11 @@ var parseValidCases = []struct {
 	{name: "underscore in server host", data: "backends: [{name: b, servers: [{address: \"my_service:80\"}]}]\n"},
 	{name: "regex with dollar", data: backendB + "frontends:\n  - {name: a, listen: [\":0\"], routes: [{match: {path_regex: \"^/v1$\"}, backend: b}]}\n"},
 	{name: "odd strings", data: backendB + "admin: {listen: \"[::1]:1\", token: \"~\"}\nfrontends:\n  - name: a\n    listen: [\":0\"]\n    routes:\n      - backend: b\n        match:\n          query: {\"<<\": \"$$x\", \"~\": \"a\\nb\", \"${X}\": \"true\", \"\u00e9\": \"null\"}\n          user_agent: \"  lead and trail  \"\n          headers: {X-Empty: \"\"}\n"},
+	{name: "every tls key on an http frontend", data: backendB + "frontends:\n  - name: a\n    listen: [\":0\"]\n    default_backend: b\n    tls:\n      certificates: [{cert: a.pem, key: a.key}, {cert: b.pem, key: b.key}]\n      min_version: \"1.3\"\n      ciphers: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256]\n      client_auth: optional\n      client_ca: clients.pem\n      http2: false\n      acme: {directory: \"https://acme.example/directory\", email: ops@example.com, domains: [a.example.com, B.Example.com], challenges: [tls-alpn-01, http-01], renew_before: 720h}\n"},
+	{name: "acme only, on a tcp frontend with tls-alpn-01", data: backendB + "frontends:\n  - {name: t, mode: tcp, listen: [\":0\"], backend: b, tls: {acme: {directory: \"https://acme.example/directory\", domains: [a.example.com], challenges: [tls-alpn-01]}}}\n  - {name: u, mode: tcp, listen: [\":0\"], backend: b, tls: {acme: {directory: \"https://acme.example/directory\", domains: [a.example.com]}}}\n"},
+	{name: "client_auth none with no client_ca", data: backendB + "frontends:\n  - {name: t, mode: tcp, listen: [\":0\"], backend: b, tls: {certificates: [{cert: a.pem, key: a.key}], client_auth: none}}\n"},
+	{name: "redirect_https with https_port, h2c on plaintext", data: backendB + "frontends:\n  - {name: a, listen: [\":0\"], default_backend: b, redirect_https: true, https_port: 8443}\n  - {name: c, listen: [\":0\"], default_backend: b, h2c: true}\n"},
+	{name: "backend protocols", data: "backends:\n  - {name: a, protocol: h2}\n  - {name: b, protocol: h2c}\n  - {name: c, protocol: http1, tls: {ca: ca.pem, cert: c.pem, key: c.key, server_name: internal.example}}\n  - {name: d, protocol: h2, tls: {insecure_skip_verify: true}}\n"},
 }
 
 func TestParseAccepts(t *testing.T) {

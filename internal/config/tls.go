@@ -78,7 +78,9 @@ func (v *validator) frontendTLS(p string, t *FrontendTLS, mode string) {
 				v.errorf(indexPath(ap+".domains", i), "wildcard names need the dns-01 challenge, which waage does not do")
 				continue
 			}
-			v.host(indexPath(ap+".domains", i), strings.ToLower(d))
+			if !isHostname(strings.ToLower(d)) {
+				v.errorf(indexPath(ap+".domains", i), "invalid domain %q: want a host name like www.example.com", d)
+			}
 		}
 		for i, c := range a.Challenges {
 			v.oneOf(indexPath(ap+".challenges", i), c, acmeChallenges)
@@ -136,6 +138,9 @@ func (v *validator) backendTLS(p string, b *Backend) {
 	v.oneOf(p+".protocol", b.Protocol, backendProtocol)
 	if b.Protocol == "h2c" && b.TLS != nil {
 		v.errorf(p+".tls", "h2c is HTTP/2 without TLS; use protocol h2 with tls")
+	}
+	if (b.Protocol == "h2" || b.Protocol == "h2c") && b.ProxyProtocol != "" {
+		v.errorf(p+".proxy_protocol", "not with protocol %s: an HTTP/2 connection carries the streams of many clients, and a PROXY header names one", b.Protocol)
 	}
 	if t := b.TLS; t != nil && (t.Cert == "") != (t.Key == "") {
 		v.errorf(p+".tls", "cert and key go together")

@@ -56,6 +56,8 @@ func NewProber(hc *config.HealthCheck) (Prober, error) {
 		return newTCPProber(hc)
 	case "http":
 		return newHTTPProber(hc)
+	case "grpc":
+		return newGRPCProber(hc)
 	case "udp":
 		return newUDPProber(hc)
 	case "icmp":

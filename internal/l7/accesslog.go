@@ -69,6 +69,7 @@ type accessEntry struct {
 	method    []byte
 	target    []byte
 	minor     int
+	h2        bool // an HTTP/2 request (minor is then unused)
 	status    int
 	bytes     int64
 	referer   []byte
@@ -85,7 +86,7 @@ type accessEntry struct {
 
 func (e *accessEntry) reset() {
 	e.client, e.method, e.target, e.referer, e.userAgent, e.host = nil, nil, nil, nil, nil, nil
-	e.status, e.bytes, e.minor, e.raw = 0, 0, 1, false
+	e.status, e.bytes, e.minor, e.raw, e.h2 = 0, 0, 1, false, false
 	e.route, e.backend, e.server = "", "", ""
 	e.scratch = e.scratch[:0]
 }
@@ -130,8 +131,8 @@ func (e *accessEntry) appendCombined(b []byte) []byte {
 		b = appendEscaped(b, e.method)
 		b = append(b, ' ')
 		b = appendEscaped(b, e.target)
-		b = append(b, " HTTP/1."...)
-		b = strconv.AppendInt(b, int64(e.minor), 10)
+		b = append(b, ' ')
+		b = e.appendProto(b)
 	}
 	b = append(b, "\" "...)
 	b = strconv.AppendInt(b, int64(e.status), 10)
@@ -149,6 +150,15 @@ func (e *accessEntry) appendCombined(b []byte) []byte {
 	return b
 }
 
+// appendProto appends the request's protocol version: HTTP/1.0, HTTP/1.1 or HTTP/2.0.
+func (e *accessEntry) appendProto(b []byte) []byte {
+	if e.h2 {
+		return append(b, "HTTP/2.0"...)
+	}
+	b = append(b, "HTTP/1."...)
+	return strconv.AppendInt(b, int64(e.minor), 10)
+}
+
 func (e *accessEntry) appendJSON(b []byte) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.start.AppendFormat(b, time.RFC3339Nano)
@@ -162,8 +172,8 @@ func (e *accessEntry) appendJSON(b []byte) []byte {
 	b = appendJSONString(b, e.host)
 	b = append(b, `,"uri":`...)
 	b = appendJSONString(b, e.target)
-	b = append(b, `,"proto":"HTTP/1.`...)
-	b = strconv.AppendInt(b, int64(e.minor), 10)
+	b = append(b, `,"proto":"`...)
+	b = e.appendProto(b)
 	b = append(b, `","status":`...)
 	b = strconv.AppendInt(b, int64(e.status), 10)
 	b = append(b, `,"bytes":`...)

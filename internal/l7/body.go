@@ -114,7 +114,9 @@ func (p *pipe) splice(n int64) (int64, error) {
 		lr := &io.LimitedReader{R: p.src.conn, N: c}
 		var k int64
 		var err error
-		if rf, ok := p.dst.(io.ReaderFrom); ok {
+		// ReadFrom splices between two TCP sockets; from a TLS connection it would fall back to
+		// a fresh 32 KiB buffer per call, so TLS on either side copies through a pooled one.
+		if rf, ok := p.dst.(io.ReaderFrom); ok && p.src.raw != nil {
 			k, err = rf.ReadFrom(lr)
 		} else {
 			bp := copyBufs.Get().(*[]byte)

@@ -143,6 +143,14 @@ func (cc *clientConn) handle(h *Handler, ex *exchange) bool {
 		}
 	}
 	ex.host = hostname(ex.host, req.host)
+	if h.ACMEHTTP01 != nil && cc.tls == nil && hasPathPrefix(ex.path, acmeChallengePrefix) {
+		if keyAuth, ok := h.ACMEHTTP01(string(ex.path[len(acmeChallengePrefix):])); ok {
+			return cc.respondText(h, ex, keyAuth)
+		}
+	}
+	if h.RedirectHTTPS && !hasPathPrefix(ex.path, acmeChallengePrefix) {
+		return cc.redirectHTTPS(h, ex)
+	}
 	in := matchInput{req: req, host: ex.host, path: ex.path, source: cc.remote}
 	rt := h.Router.route(&in)
 	if rt == nil {
@@ -199,28 +207,12 @@ func (cc *clientConn) respondError(h *Handler, ex *exchange, status int, msg str
 	w := cc.writer()
 	cc.armWrite(time.Now(), h.idleTimeout())
 	text := statusText[status]
-	body := strconv.Itoa(status) + " " + text + ": " + msg + "\n"
 	w.WriteString("HTTP/1.1 ")
 	w.WriteString(strconv.Itoa(status))
 	w.WriteByte(' ')
 	w.WriteString(text)
-	w.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: ")
-	w.WriteString(strconv.Itoa(len(body)))
-	if closeConn || ex.req.close {
-		closeConn = true
-		cc.linger = true // the client may still be sending what we refused
-		w.WriteString("\r\nConnection: close")
-	}
-	w.WriteString("\r\n\r\n")
-	if !ex.isHead {
-		w.WriteString(body)
-		ex.sent = int64(len(body))
-	}
-	err := w.Flush()
-	ex.status = status
-	cc.s.Stats.Status[status/100].Add(1)
-	cc.finishLog(h, ex)
-	return err == nil && !closeConn
+	w.WriteString("\r\nCache-Control: no-store")
+	return cc.finishSimple(h, ex, status, "text/plain; charset=utf-8", strconv.Itoa(status)+" "+text+": "+msg+"\n", closeConn)
 }
 
 func isIdempotent(m []byte) bool {
@@ -269,6 +261,10 @@ const (
 // proxy sends the request to a server of the route's backend, retrying where that is safe, and
 // relays the response. It returns whether the client connection may carry another request.
 func (cc *clientConn) proxy(h *Handler, ex *exchange, rt *Route) bool {
+	if rt.Backend.h2Up() != nil {
+		// The servers speak HTTP/2 (protocol h2 or h2c): see h2_h1.go.
+		return cc.proxyHTTP(h, ex, rt)
+	}
 	req := &ex.req
 	b := rt.Backend
 	var key uint64
@@ -398,6 +394,14 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 	req := &ex.req
 	if b.proxyProto != 0 && !uc.reused {
 		cc.writeProxyHeader(uc.bw, b.proxyProto)
+		if uc.pendingTLS != nil {
+			// TLS to the server starts after the PROXY header. A failed handshake counts as a
+			// server that closed before answering: retried where that is safe, else 502.
+			if err := uc.startTLS(b.connectTO); err != nil {
+				uc.close()
+				return cc.beforeResponseFailure(h, ex, b, srv, uc, canRetry, err)
+			}
+		}
 	}
 	cc.writeRequestHead(uc.bw, h, ex, rt, srv)
 	var bodyDone chan error
@@ -783,6 +787,12 @@ func (cc *clientConn) writeRequestHead(w *writer, h *Handler, ex *exchange, rt *
 		switch f.kind {
 		case hHost, hXFProto, hXFHost:
 			continue
+		case hOther:
+			// Only waage names the client certificate: a client's own claim never passes. One
+			// length comparison for most fields.
+			if len(f.name) == len(clientCertLower) && eqFold(f.name, clientCertLower) {
+				continue
+			}
 		case hXFF:
 			xff = appendList(xff, f.value)
 			continue
@@ -820,7 +830,7 @@ func (cc *clientConn) writeRequestHead(w *writer, h *Handler, ex *exchange, rt *
 	// A route that sets or removes one of these fields owns it (say, behind a TLS terminator).
 	if !ops.removesName("x-forwarded-proto") {
 		w.WriteString("X-Forwarded-Proto: ")
-		w.WriteString(h.Scheme)
+		w.WriteString(cc.scheme(h))
 		w.WriteString("\r\n")
 	}
 	if len(req.host) > 0 && !ops.removesName("x-forwarded-host") {
@@ -834,7 +844,12 @@ func (cc *clientConn) writeRequestHead(w *writer, h *Handler, ex *exchange, rt *
 			w.Write(fwd)
 			w.WriteString(", ")
 		}
-		writeForwarded(w, cc.remote.Is6(), ip, req.host, h.Scheme)
+		writeForwarded(w, cc.remote.Is6(), ip, req.host, cc.scheme(h))
+		w.WriteString("\r\n")
+	}
+	if cc.certSubject != nil {
+		w.WriteString(ClientCertField + ": ")
+		w.Write(cc.certSubject)
 		w.WriteString("\r\n")
 	}
 	if hasOps {

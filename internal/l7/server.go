@@ -10,6 +10,7 @@ package l7
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/waage/waage/internal/listener"
 	"github.com/waage/waage/internal/proxyproto"
 	"github.com/waage/waage/internal/rawio"
+	"github.com/waage/waage/internal/tlsx"
 )
 
 // Handler is one HTTP frontend's compiled, immutable configuration. A reload builds a new Handler
@@ -39,10 +41,27 @@ type Handler struct {
 	MaxHeaderBytes int
 	// Scheme is "http" or "https", for X-Forwarded-Proto and Forwarded.
 	Scheme string
+	// TLS, when not nil, terminates TLS on every connection (after the PROXY header, if any)
+	// before HTTP is read. Its NextProtos decide whether HTTP/2 is offered (see ALPN).
+	TLS *tls.Config
+	// ClientSubject, when not nil, names the verified client certificate of a TLS connection;
+	// the name goes to servers in X-Client-Cert-Subject. nil: no client certificates asked.
+	ClientSubject func(*tls.ConnectionState) string
+	// RedirectHTTPS answers every request with 308 to the same URL on https, except ACME
+	// HTTP-01 challenges (/.well-known/acme-challenge/), which are routed as usual.
+	RedirectHTTPS bool
+	// HTTPSPort is the port redirect_https points to; 0 or 443 leaves it out of the URL.
+	HTTPSPort int
 	// AccessLog receives one entry per request; nil disables it.
 	AccessLog *AccessLog
 	// Logger receives errors (upstream failures, bad requests at debug level).
 	Logger *slog.Logger
+	// H2C serves HTTP/2 with prior knowledge beside HTTP/1.1 on a plaintext frontend.
+	H2C bool
+	// ACMEHTTP01, when set, answers ACME HTTP-01 challenges on plaintext connections: it returns
+	// the key authorization for a token under /.well-known/acme-challenge/, or false for a token
+	// that is not pending (the request is then routed as usual).
+	ACMEHTTP01 func(token string) (string, bool)
 	// ProxyTrusted, when not nil, makes every connection start with a PROXY protocol header
 	// (v1 or v2) whose client address then stands for the connection's (X-Forwarded-For,
 	// source matching, hashing). Connections from other sources are closed at once.
@@ -141,8 +160,12 @@ func (s *Server) ServeConn(c net.Conn) {
 	cc.rd.conn = c
 	cc.rd.pool = &smallBufs
 	cc.w.conn = c
-	cc.rd.raw = rawio.New(c)
-	cc.w.raw = cc.rd.raw
+	if s.h.Load().TLS == nil {
+		// Raw system calls only on plaintext: a TLS connection is read and written through
+		// its tls.Conn (see handshake).
+		cc.rd.raw = rawio.New(c)
+		cc.w.raw = cc.rd.raw
+	}
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		cc.remote, cc.remotePort = ap.Addr().Unmap(), ap.Port()
 	}
@@ -208,9 +231,15 @@ type clientConn struct {
 	// (from the client's own PROXY header when there was one).
 	remotePort uint16
 	local      netip.AddrPort
-	proxied    bool   // the PROXY header (if the frontend wants one) was read
+	started    bool   // the connection's start (PROXY header, TLS handshake) is done
 	remoteIP   []byte // remote in text form, for X-Forwarded-For and logs
-	one        [1]byte
+	// tls is the TLS connection when the frontend terminates TLS (then also c, once the
+	// handshake is done); nil on plaintext.
+	tls *tls.Conn
+	// certSubject is the verified client certificate's subject, sent to servers in
+	// X-Client-Cert-Subject; nil without one.
+	certSubject []byte
+	one         [1]byte
 	// rdl is the read deadline currently set (zero: none or unknown); waitStart is when the
 	// current idle wait began (zero while a request is in progress).
 	rdl       time.Time
@@ -243,12 +272,14 @@ func (cc *clientConn) armWrite(now time.Time, idle time.Duration) {
 // serve runs the connection's request loop. It returns without closing the connection when the
 // connection was parked; the parker calls serve again when the next request arrives.
 func (cc *clientConn) serve() {
-	// serve runs again when a parked connection wakes up; the header came once, at the start.
-	if h := cc.s.h.Load(); h.ProxyTrusted != nil && !cc.proxied {
-		cc.proxied = true
-		if !cc.readProxyHeader(h) {
-			cc.s.Stats.ProxyRejected.Add(1)
+	// serve runs again when a parked connection wakes up; the start happens once.
+	if !cc.started {
+		cc.started = true
+		switch cc.start(cc.s.h.Load()) {
+		case startClose:
 			cc.close()
+			return
+		case startTaken:
 			return
 		}
 	}
@@ -262,6 +293,12 @@ func (cc *clientConn) serve() {
 		}
 		// Load the configuration only now: a reload during the idle wait applies to this request.
 		h := cc.s.h.Load()
+		// h2c (HTTP/2 with prior knowledge, plaintext only) is recognised here, on the first
+		// bytes of the connection's first request, before they are parsed as HTTP/1.1.
+		if h.H2C && cc.tls == nil && cc.isH2CPreface(h) {
+			cc.serveH2(cc.c, h) // takes the connection over and closes it
+			return
+		}
 		ex := exchanges.Get().(*exchange)
 		keep := cc.handle(h, ex)
 		ex.clear()
@@ -271,6 +308,42 @@ func (cc *clientConn) serve() {
 			return
 		}
 	}
+}
+
+type startResult uint8
+
+const (
+	startHTTP1 startResult = iota // serve HTTP/1.1 requests
+	startClose                    // close the connection
+	startTaken                    // another protocol served the connection and closed it
+)
+
+// start runs what comes before the first request, in this order: the PROXY header (the client's
+// address, sent in plaintext before anything else), the TLS handshake, then the choice of HTTP
+// version by ALPN.
+func (cc *clientConn) start(h *Handler) startResult {
+	if h.ProxyTrusted != nil {
+		if !cc.readProxyHeader(h) {
+			cc.s.Stats.ProxyRejected.Add(1)
+			return startClose
+		}
+	}
+	if h.TLS == nil {
+		return startHTTP1
+	}
+	if !cc.handshake(h) {
+		return startClose
+	}
+	switch cc.tls.ConnectionState().NegotiatedProtocol {
+	case "h2":
+		// serveH2 takes the connection over and closes it (cc.close) when it is done.
+		cc.serveH2(cc.tls, h)
+		return startTaken
+	case tlsx.ACMETLS1Protocol:
+		// An ACME tls-alpn-01 validation: the handshake was all it wanted.
+		return startClose
+	}
+	return startHTTP1
 }
 
 // readProxyHeader reads the PROXY protocol header that a trusted source must send first, and
@@ -287,6 +360,12 @@ func (cc *clientConn) readProxyHeader(h *Handler) bool {
 	cc.remote, cc.remotePort, cc.local = client.Addr(), client.Port(), dst
 	cc.remoteIP = cc.remote.AppendTo(cc.remoteIP[:0])
 	if len(rest) > 0 {
+		if h.TLS != nil {
+			// The bytes after the header start the TLS ClientHello: the handshake reads them
+			// first. They are copied, since buf lives on this stack.
+			cc.setConn(&prefixConn{Conn: cc.c, pre: append([]byte(nil), rest...)})
+			return true
+		}
 		cc.rd.acquire()
 		cc.rd.w += copy((*cc.rd.bp)[cc.rd.w:], rest)
 	}
@@ -318,7 +397,16 @@ const (
 )
 
 func (cc *clientConn) lingerClose() {
-	cw, ok := cc.c.(interface{ CloseWrite() error })
+	c := cc.c
+	if cc.tls != nil {
+		// close_notify first, then the TCP half-close; what the client still sends is discarded
+		// undecrypted from the socket.
+		if cc.tls.CloseWrite() != nil {
+			return
+		}
+		c = cc.tls.NetConn()
+	}
+	cw, ok := c.(interface{ CloseWrite() error })
 	if !ok || cw.CloseWrite() != nil {
 		return
 	}
@@ -334,8 +422,8 @@ func (cc *clientConn) lingerClose() {
 		if d.After(end) {
 			d = end
 		}
-		cc.c.SetReadDeadline(d)
-		if _, err := cc.c.Read(*bp); err != nil {
+		c.SetReadDeadline(d)
+		if _, err := c.Read(*bp); err != nil {
 			return
 		}
 	}
@@ -416,13 +504,19 @@ func (cc *clientConn) awaitRequest(h *Handler) waitResult {
 	if !deadline.After(time.Now()) {
 		return waitClosed
 	}
-	// Deadlines are the parker's business now; clear ours so the resumed read is not cut short.
-	cc.rdl = time.Time{}
-	cc.c.SetReadDeadline(cc.rdl)
-	if idleParker.park(cc, deadline) {
-		return waitParked
+	// A TLS connection is never parked: the parker waits on the socket, but the tls.Conn may
+	// already hold the next request, decrypted, with nothing more to come on the socket.
+	if cc.tls == nil {
+		// Deadlines are the parker's business now; clear ours so the resumed read is not cut short.
+		cc.rdl = time.Time{}
+		cc.c.SetReadDeadline(cc.rdl)
+		if idleParker.park(cc, deadline) {
+			return waitParked
+		}
 	}
-	// No parking here: wait in this goroutine, without buffers, with a one-byte read.
+	// No parking here: wait in this goroutine, without buffers, with a one-byte read (on TLS,
+	// the tls.Conn keeps the rest of the record it decrypted for the next read).
+	cc.rdl = time.Time{}
 	cc.c.SetReadDeadline(deadline)
 	if n, _ := cc.c.Read(cc.one[:]); n == 0 {
 		return waitClosed

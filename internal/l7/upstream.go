@@ -2,6 +2,7 @@ package l7
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -38,6 +39,9 @@ type Backend struct {
 	proxyProto  int          // PROXY protocol version sent on each new server connection; 0: none
 	budgetLog   atomic.Int64 // when budgetRefused last logged (Unix nanoseconds)
 	retryStatus [6]uint64    // bit (status%100) of word status/100: retry on this status
+	// up is how net/http-based forwarding reaches the servers: requests of HTTP/2 clients, and
+	// all requests when the servers speak h2 or h2c (protocol).
+	up *httpUpstream
 }
 
 // retryOn reports whether the backend retries requests that got this status.
@@ -135,8 +139,15 @@ func NewBackend(bc config.Backend, servers []*backend.Server, t *Transport) (*Ba
 	if idleTO <= 0 {
 		idleTO = 30 * time.Second
 	}
+	tlsCfg, tlsKey, err := upstreamTLS(bc)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range servers {
-		b.pools[s] = t.pool(s, maxIdle, idleTO)
+		b.pools[s] = t.pool(s, maxIdle, idleTO, tlsCfg, tlsKey, b.proxyProto != 0)
+	}
+	if b.up, err = newHTTPUpstream(bc, b.connectTO); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
@@ -156,7 +167,11 @@ func NewTransport() *Transport {
 	return t
 }
 
-func (t *Transport) pool(s *backend.Server, maxIdle int, idleTO time.Duration) *pool {
+// pool returns the server's pool with these settings. When tlsKey differs from the pool's,
+// tlsCfg (nil: plaintext) replaces its TLS configuration and the idle connections made under the
+// old one are closed, since a reload changed what the server speaks or how it is verified.
+// deferTLS puts the handshake after the PROXY header (see upConn.startTLS).
+func (t *Transport) pool(s *backend.Server, maxIdle int, idleTO time.Duration, tlsCfg *tls.Config, tlsKey string, deferTLS bool) *pool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.pools[s.Key]
@@ -166,7 +181,15 @@ func (t *Transport) pool(s *backend.Server, maxIdle int, idleTO time.Duration) *
 	}
 	p.mu.Lock()
 	p.maxIdle, p.idleTimeout = maxIdle, idleTO
+	changed := p.tlsKey != tlsKey
+	if changed {
+		p.tls, p.tlsKey, p.tlsGen = serverTLS(tlsCfg, s.Address), tlsKey, tlsGens.Add(1)
+	}
+	p.deferTLS = deferTLS
 	p.mu.Unlock()
+	if changed && ok {
+		p.closeIdle(0)
+	}
 	return p
 }
 
@@ -223,18 +246,26 @@ type pool struct {
 	idle        []*upConn
 	maxIdle     int
 	idleTimeout time.Duration
+	tls         *tls.Config // nil: plaintext
+	tlsKey      string      // identifies tls's settings (see upstreamTLS)
+	tlsGen      uint64      // number of tls (see tlsGens)
+	deferTLS    bool        // handshake after the PROXY header, not in dial
 }
 
 // upConn is one connection to a server with its buffers.
 type upConn struct {
-	conn   net.Conn
-	rd     reader
-	bw     *writer
-	w      writer
-	p      *pool
-	idleAt time.Time
-	rdl    time.Time // read deadline currently set
-	reused bool
+	conn net.Conn // what HTTP is read from and written to: tcp, or a tls.Conn over it
+	tcp  net.Conn // the TCP connection
+	// pendingTLS is the configuration of a TLS handshake still to run, after the PROXY header.
+	pendingTLS *tls.Config
+	tlsGen     uint64 // the pool's tlsGen when dialed
+	rd         reader
+	bw         *writer
+	w          writer
+	p          *pool
+	idleAt     time.Time
+	rdl        time.Time // read deadline currently set
+	reused     bool
 }
 
 // armRead makes sure a read deadline no earlier than now+d/2 and no later than now+d is set,
@@ -271,20 +302,37 @@ func (p *pool) get(live bool, now time.Time) *upConn {
 	}
 }
 
-// dial opens a new connection to the server.
+// dial opens a new connection to the server, with the TLS handshake when the server speaks TLS
+// (within the same connect timeout), unless the handshake must wait for a PROXY header.
 func (p *pool) dial(ctx context.Context, timeout time.Duration) (*upConn, error) {
+	p.mu.Lock()
+	cfg, gen, deferTLS := p.tls, p.tlsGen, p.deferTLS
+	p.mu.Unlock()
+	start := time.Now()
 	d := net.Dialer{Timeout: timeout}
 	c, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}
-	uc := &upConn{conn: c, p: p}
+	uc := &upConn{conn: c, tcp: c, p: p, tlsGen: gen}
 	uc.rd.conn = c
 	uc.rd.pool = &upBufs
 	uc.w.conn = c
-	uc.rd.raw = rawio.New(c)
-	uc.w.raw = uc.rd.raw
 	uc.bw = &uc.w
+	switch {
+	case cfg == nil:
+		uc.rd.raw = rawio.New(c)
+		uc.w.raw = uc.rd.raw
+	case deferTLS:
+		uc.pendingTLS = cfg
+	default:
+		tc, err := clientHandshake(c, cfg, timeout-time.Since(start))
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		uc.useTLS(tc)
+	}
 	return uc, nil
 }
 
@@ -299,7 +347,7 @@ func (p *pool) put(uc *upConn, now time.Time) {
 	uc.rd.release()
 	uc.w.release()
 	p.mu.Lock()
-	if len(p.idle) < p.maxIdle {
+	if len(p.idle) < p.maxIdle && uc.tlsGen == p.tlsGen {
 		p.idle = append(p.idle, uc)
 		p.mu.Unlock()
 		return
@@ -343,8 +391,9 @@ func (uc *upConn) close() {
 }
 
 // alive peeks at the socket without blocking: a closed or chatty idle connection is not reusable.
+// On TLS it peeks at the TCP socket too: a pending close_notify counts as chatty.
 func (uc *upConn) alive() bool {
-	sc, ok := uc.conn.(syscall.Conn)
+	sc, ok := uc.tcp.(syscall.Conn)
 	if !ok {
 		return true
 	}

@@ -2,16 +2,16 @@ package runtime
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/waage/waage/internal/config"
 	"github.com/waage/waage/internal/l4"
 	"github.com/waage/waage/internal/l7"
+	"github.com/waage/waage/internal/tlsx"
 )
 
 // tcpServer is what the runtime needs of a frontend serving TCP listeners, HTTP or plain TCP.
@@ -50,8 +50,10 @@ func buildL4Backends(cfg *config.Config, httpSide map[string]*l7.Backend) (map[s
 	return out, nil
 }
 
-// tcpHandler compiles a tcp frontend.
-func tcpHandler(fe config.Frontend, backends map[string]*l4.Backend, logger *slog.Logger) (*l4.TCPHandler, error) {
+// tcpHandler compiles a tcp frontend, and returns its certificate store (nil without tls): the
+// owner closes it when the handler is replaced or the runtime stops, which ends the store's file
+// watcher.
+func tcpHandler(fe config.Frontend, backends map[string]*l4.Backend, logger *slog.Logger) (*l4.TCPHandler, *tlsx.Store, error) {
 	h := &l4.TCPHandler{
 		Name:             fe.Name,
 		Default:          backends[fe.Backend],
@@ -67,7 +69,7 @@ func tcpHandler(fe config.Frontend, backends map[string]*l4.Backend, logger *slo
 		for _, s := range rc.Match.Source {
 			p, err := config.ParsePrefix(s)
 			if err != nil {
-				return nil, fmt.Errorf("frontend %q: route %q: %w", fe.Name, rc.Name, err)
+				return nil, nil, fmt.Errorf("frontend %q: route %q: %w", fe.Name, rc.Name, err)
 			}
 			r.Source = append(r.Source, p)
 		}
@@ -76,18 +78,22 @@ func tcpHandler(fe config.Frontend, backends map[string]*l4.Backend, logger *slo
 		}
 		h.Routes = append(h.Routes, r)
 	}
-	if fe.TLS != nil {
-		cfg, err := serverTLS(fe.TLS, h.Routes)
-		if err != nil {
-			return nil, fmt.Errorf("frontend %q: tls: %w", fe.Name, err)
-		}
-		h.TLS, h.Peek = cfg, false
-	}
 	var err error
 	if h.ProxyTrusted, err = trustedPrefixes(fe); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return h, nil
+	var store *tlsx.Store
+	if fe.TLS != nil {
+		tlog := slog.Default()
+		if logger != nil {
+			tlog = logger
+		}
+		if store, err = tlsx.New(fe.TLS, tlog.With("frontend", fe.Name)); err != nil {
+			return nil, nil, fmt.Errorf("frontend %q: tls: %w", fe.Name, err)
+		}
+		h.TLS, h.Peek = store.ServerConfig(alpnOf(h.Routes)), false
+	}
+	return h, store, nil
 }
 
 // trustedPrefixes returns the sources a frontend accepts PROXY headers from: nil when it reads
@@ -115,49 +121,18 @@ func udpHandler(fe config.Frontend, backends map[string]*l4.Backend, logger *slo
 	}
 }
 
-// serverTLS loads a terminating frontend's certificates. crypto/tls picks the certificate whose
-// names match the client's SNI and falls back to the first. ALPN offers the protocols the routes
-// match on, so a route on alpn can match after the handshake.
-func serverTLS(t *config.FrontendTLS, routes []*l4.Route) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if t.MinVersion == "1.3" {
-		cfg.MinVersion = tls.VersionTLS13
-	}
-	var errs []error
-	for i, c := range t.Certificates {
-		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("certificates[%d]: %w", i, err))
-			continue
-		}
-		cfg.Certificates = append(cfg.Certificates, cert)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
+// alpnOf lists the protocols a tcp frontend's routes match on, in route order, so that ALPN
+// offers them and a route on alpn can match after the handshake. A client offering none of them
+// still completes the handshake without ALPN and goes to the default backend, as in passthrough
+// mode (tlsx.Store.ServerConfig sees to that).
+func alpnOf(routes []*l4.Route) []string {
+	var out []string
 	for _, r := range routes {
 		for _, p := range r.ALPN {
-			if !seen[p] {
-				seen[p] = true
-				cfg.NextProtos = append(cfg.NextProtos, p)
+			if !slices.Contains(out, p) {
+				out = append(out, p)
 			}
 		}
 	}
-	if len(cfg.NextProtos) > 0 {
-		// A client that offers none of the routes' protocols must not fail the handshake ("no
-		// application protocol"): it gets no ALPN and goes to the default backend, as in
-		// passthrough mode.
-		plain := cfg.Clone()
-		plain.NextProtos = nil
-		cfg.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
-			for _, p := range hi.SupportedProtos {
-				if seen[p] {
-					return nil, nil
-				}
-			}
-			return plain, nil
-		}
-	}
-	return cfg, nil
+	return out
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/waage/waage/internal/health"
 	"github.com/waage/waage/internal/l4"
 	"github.com/waage/waage/internal/l7"
+	"github.com/waage/waage/internal/tlsx"
 )
 
 // Runtime owns everything a running waage has: listeners, servers, backends, logs.
@@ -37,6 +38,10 @@ type Runtime struct {
 	backends  map[string]*l7.Backend
 	access    *accessSink
 	health    *health.Manager
+	// stores are the certificate stores of the running TLS-terminating frontends (http and
+	// tcp), by frontend name; a reload builds new ones and closes these.
+	stores map[string]*tlsx.Store
+	acme   acmeRuns
 }
 
 // frontend is one running frontend: an HTTP or TCP server over its TCP listeners, or, for udp,
@@ -114,7 +119,8 @@ func Check(cfg *config.Config) error {
 		if err != nil {
 			errs = append(errs, err)
 		} else {
-			_, err := buildHandlers(cfg, backends, l4backends, nil, slog.Default())
+			hs, err := buildHandlers(cfg, backends, l4backends, nil, slog.Default())
+			hs.closeStores()
 			errs = append(errs, err)
 		}
 	}
@@ -126,19 +132,30 @@ type frontendHandlers struct {
 	http map[string]*l7.Handler
 	tcp  map[string]*l4.TCPHandler
 	udp  map[string]*l4.UDPHandler
+	// stores of the TLS-terminating frontends: whoever drops the handlers closes them.
+	stores map[string]*tlsx.Store
+}
+
+func (hs frontendHandlers) closeStores() {
+	for _, st := range hs.stores {
+		st.Close()
+	}
 }
 
 // buildHandlers compiles every frontend; Apply runs them and Check only wants the errors, all of
 // them.
 func buildHandlers(cfg *config.Config, backends map[string]*l7.Backend, l4backends map[string]*l4.Backend, access *l7.AccessLog, logger *slog.Logger) (frontendHandlers, error) {
-	hs := frontendHandlers{http: map[string]*l7.Handler{}, tcp: map[string]*l4.TCPHandler{}, udp: map[string]*l4.UDPHandler{}}
+	hs := frontendHandlers{http: map[string]*l7.Handler{}, tcp: map[string]*l4.TCPHandler{}, udp: map[string]*l4.UDPHandler{}, stores: map[string]*tlsx.Store{}}
 	var errs []error
 	for _, fe := range cfg.Frontends {
 		switch fe.Mode {
 		case "tcp":
-			h, err := tcpHandler(fe, l4backends, logger)
+			h, st, err := tcpHandler(fe, l4backends, logger)
 			errs = append(errs, err)
 			hs.tcp[fe.Name] = h
+			if st != nil {
+				hs.stores[fe.Name] = st
+			}
 			continue
 		case "udp":
 			hs.udp[fe.Name] = udpHandler(fe, l4backends, logger)
@@ -158,6 +175,22 @@ func buildHandlers(cfg *config.Config, backends map[string]*l7.Backend, l4backen
 			Scheme:        "http",
 			Logger:        logger,
 			AccessLog:     access,
+			RedirectHTTPS: fe.RedirectHTTPS,
+			HTTPSPort:     fe.HTTPSPort,
+			H2C:           fe.H2C,
+		}
+		if fe.TLS != nil {
+			st, err := tlsx.New(fe.TLS, logger)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("frontend %q: tls: %w", fe.Name, err))
+				continue
+			}
+			hs.stores[fe.Name] = st
+			h.TLS = st.ServerConfig(l7.ALPN(fe.TLS.HTTP2Enabled()))
+			h.Scheme = "https"
+			if ca := fe.TLS.ClientAuth; ca == "optional" || ca == "require" {
+				h.ClientSubject = tlsx.ClientSubject
+			}
 		}
 		h.ProxyTrusted, err = trustedPrefixes(fe)
 		errs = append(errs, err)
@@ -166,39 +199,34 @@ func buildHandlers(cfg *config.Config, backends map[string]*l7.Backend, l4backen
 	return hs, errors.Join(errs...)
 }
 
-// checkModes refuses what this build does not serve yet.
+// checkModes refuses what the data path cannot serve: a tcp or udp frontend passes its clients'
+// bytes to the servers as they are, so a backend it uses cannot ask for TLS or HTTP/2 to them.
 func checkModes(cfg *config.Config) error {
 	var errs []error
 	refuse := func(what, name, msg string) {
 		errs = append(errs, fmt.Errorf("%s %q: %s is not supported by this build of waage", what, name, msg))
 	}
+	// Backends that tcp and udp frontends use: their servers get the client's bytes as they are,
+	// so TLS to them would be silently skipped.
+	l4Users := map[string]string{}
 	for _, fe := range cfg.Frontends {
-		http := fe.Mode == "" || fe.Mode == "http"
-		switch {
-		case http && fe.TLS != nil:
-			refuse("frontend", fe.Name, "tls on an http frontend (tcp frontends terminate TLS)")
-		case fe.TLS != nil && fe.TLS.ACME != nil:
-			refuse("frontend", fe.Name, "tls.acme")
-		case fe.TLS != nil && fe.TLS.ClientAuth != "" && fe.TLS.ClientAuth != "none":
-			refuse("frontend", fe.Name, "tls.client_auth")
-		case fe.RedirectHTTPS:
-			refuse("frontend", fe.Name, "redirect_https")
-		case fe.H2C:
-			refuse("frontend", fe.Name, "h2c")
+		if fe.Mode != "tcp" && fe.Mode != "udp" {
+			continue
+		}
+		for _, name := range []string{fe.Backend, fe.DefaultBackend} {
+			l4Users[name] = fe.Name
+		}
+		for _, r := range fe.Routes {
+			l4Users[r.Backend] = fe.Name
 		}
 	}
 	for _, b := range cfg.Backends {
-		switch {
+		switch fe := l4Users[b.Name]; {
+		case fe == "":
 		case b.Protocol != "" && b.Protocol != "http1":
-			refuse("backend", b.Name, "protocol "+b.Protocol)
+			refuse("backend", b.Name, fmt.Sprintf("protocol %s to the servers of a tcp or udp frontend (%q)", b.Protocol, fe))
 		case b.TLS != nil:
-			refuse("backend", b.Name, "tls")
-		}
-		for i := range b.Servers {
-			if hc := b.HealthCheckFor(i); hc != nil && hc.Type == "grpc" {
-				refuse("backend", b.Name, "the grpc health check")
-				break
-			}
+			refuse("backend", b.Name, fmt.Sprintf("tls to the servers of a tcp or udp frontend (%q)", fe))
 		}
 	}
 	return errors.Join(errs...)
@@ -298,7 +326,13 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 		accessLog = access.log
 	}
 	hs, err := buildHandlers(cfg, backends, l4backends, accessLog, r.logger)
+	for _, h := range hs.http {
+		if h.TLS == nil {
+			h.ACMEHTTP01 = r.acme.http01
+		}
+	}
 	if err != nil {
+		hs.closeStores()
 		if access != nil && access != r.access {
 			access.close()
 		}
@@ -345,6 +379,7 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 				if access != nil && access != r.access {
 					access.close()
 				}
+				hs.closeStores()
 				return fmt.Errorf("frontend %q: listen %s: %w", fe.Name, addr, err)
 			}
 		}
@@ -456,6 +491,16 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 		time.AfterFunc(5*time.Second, old.close)
 	}
 	r.access = access
+	// Handshakes keep working on a closed store (it only stops watching the files), so
+	// connections still starting on the old handlers are fine.
+	for _, st := range r.stores {
+		st.Close()
+	}
+	r.stores = hs.stores
+	r.acme.restart(r, cfg, hs.stores)
+	for _, ob := range r.backends {
+		ob.CloseIdle() // each reload builds new backends; their HTTP/2 transports start afresh
+	}
 	r.backends = backends
 	r.cfg = cfg
 	return nil
@@ -605,6 +650,14 @@ func (r *Runtime) Shutdown(ctx context.Context) error {
 		r.access.close()
 		r.access = nil
 	}
+	r.acme.stop()
+	for _, b := range r.backends {
+		b.CloseIdle()
+	}
+	for _, st := range r.stores {
+		st.Close()
+	}
+	r.stores = nil
 	r.mu.Unlock()
 	return errors.Join(errs...)
 }

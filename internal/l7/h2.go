@@ -1,0 +1,259 @@
+package l7
+
+import (
+	"bytes"
+	"context"
+
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// h2Preface is what every HTTP/2 client sends first (RFC 9113 section 3.4). A plaintext
+// connection that starts with it speaks h2c with prior knowledge; no HTTP/1.1 request can start
+// with "PRI * HTTP/2.0", since the parser refuses that version with 505.
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// HTTP/2 server limits. MaxConcurrentStreams is what browsers and gRPC clients get from common
+// servers (Go, nginx's http2_max_concurrent_streams is 128); enough for a multiplexing client
+// without letting one connection take every upstream connection of a backend.
+const (
+	h2MaxStreams = 250
+	// h2PingAfter sends a PING on a connection silent for this long, and h2PingTimeout closes it
+	// when the PING is not answered: dead peers of long gRPC streams, which send nothing while
+	// they wait, are found without cutting the streams themselves short.
+	h2PingAfter   = 30 * time.Second
+	h2PingTimeout = 15 * time.Second
+)
+
+// isH2CPreface reports whether the connection starts with the HTTP/2 client preface. It looks at
+// the bytes the reader has buffered (at least one, after awaitRequest) and reads more only while
+// they are a proper prefix of the preface, within the header timeout, so an HTTP/1.1 request
+// costs one comparison. The bytes stay buffered: serveH2 replays them.
+//
+// server.go's serve calls it before parsing a request on plaintext frontends with h2c on. Only a
+// connection's first bytes can be a preface in practice; later requests fail the comparison on
+// their first or second byte, so the check costs nothing worth a per-connection flag.
+func (cc *clientConn) isH2CPreface(h *Handler) bool {
+	rd := &cc.rd
+	for {
+		n := rd.buffered()
+		if n == 0 {
+			return false
+		}
+		b := (*rd.bp)[rd.r:rd.w]
+		if n >= len(h2Preface) {
+			return string(b[:len(h2Preface)]) == h2Preface
+		}
+		if string(b) != h2Preface[:n] {
+			return false
+		}
+		cc.rdl = time.Time{}
+		cc.c.SetReadDeadline(time.Now().Add(h.headerTimeout()))
+		if err := rd.fill(maxHeadBytes); err != nil {
+			return false
+		}
+	}
+}
+
+// serveH2 serves an HTTP/2 connection: c after ALPN chose h2, or a plaintext connection that
+// started with the HTTP/2 preface (h2c). Bytes that cc's reader has buffered are replayed as c's
+// first bytes. It takes the connection over: when it returns, c is closed and the connection is
+// unregistered from the server (cc.close), so the caller just returns.
+//
+// Streams go through the same router, balancers and servers as HTTP/1.1 requests; the handler
+// and its routes are loaded for each stream, so a reload applies to the next stream.
+func (cc *clientConn) serveH2(c net.Conn, h *Handler) {
+	if n := cc.rd.buffered(); n > 0 {
+		pre := bytes.Clone((*cc.rd.bp)[cc.rd.r:cc.rd.w])
+		cc.rd.r = cc.rd.w
+		c = &replayConn{Conn: c, pre: pre}
+	}
+	cc.rd.release()
+	cc.releaseWriter()
+	// The connection is busy for the server's Shutdown as long as it lives: Shutdown must not cut
+	// its reads (that would kill every stream in flight); it asks for a GOAWAY instead (below).
+	cc.busy.Store(true)
+	cc.rdl, cc.wdl = time.Time{}, time.Time{}
+	c.SetDeadline(time.Time{})
+
+	// One http2.Server per connection: ConfigureServer ties it to its own http.Server, whose
+	// Shutdown is the only way into x/net's graceful GOAWAY for one connection.
+	srv := &http2.Server{
+		MaxConcurrentStreams: h2MaxStreams,
+		IdleTimeout:          h.idleTimeout(),
+		ReadIdleTimeout:      h2PingAfter,
+		PingTimeout:          h2PingTimeout,
+		// A client that stops reading cannot pin the connection's writer forever.
+		WriteByteTimeout: h.idleTimeout(),
+	}
+	base := &http.Server{ReadHeaderTimeout: h.headerTimeout()}
+	if err := http2.ConfigureServer(base, srv); err != nil {
+		h.logger().Error("http2 setup failed", "frontend", h.Name, "err", err)
+		c.Close()
+		cc.close()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go cc.watchShutdown(base, done)
+	srv.ServeConn(c, &http2.ServeConnOpts{
+		Context:    ctx,
+		BaseConfig: base,
+		Handler:    &h2Handler{cc: cc},
+	})
+	close(done)
+	cancel()
+	c.Close()
+	cc.close()
+}
+
+// watchShutdown sends the connection a GOAWAY once the server is shutting down, so clients
+// finish their streams and open no new ones; the connection closes after its last stream.
+func (cc *clientConn) watchShutdown(base *http.Server, done <-chan struct{}) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			if cc.s.closing.Load() {
+				// Shutdown only runs the graceful-shutdown hook of the connection's server:
+				// base serves no listener and tracks no connection of its own.
+				base.Shutdown(context.Background())
+				return
+			}
+		}
+	}
+}
+
+// replayConn returns pre before reading from the connection: the bytes a detection already read.
+type replayConn struct {
+	net.Conn
+	mu  sync.Mutex
+	pre []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Read(p)
+}
+
+// ServeH2Conn serves c as an HTTP/2 connection from its first byte (h2 chosen by ALPN
+// elsewhere, or h2c with prior knowledge), with the server's current handler. It returns at once;
+// the connection is served in its own goroutine and counts among the server's connections.
+func (s *Server) ServeH2Conn(c net.Conn) {
+	cc := s.register(c)
+	if cc == nil {
+		return
+	}
+	go cc.serveH2(c, s.h.Load())
+}
+
+// register makes a clientConn for c, as ServeConn does, and counts it; nil when the server is
+// shutting down (c is closed then).
+func (s *Server) register(c net.Conn) *clientConn {
+	cc := &clientConn{s: s, c: c}
+	cc.rd.conn = c
+	cc.rd.pool = &smallBufs
+	cc.w.conn = c
+	if ap, err := netipAddrPort(c.RemoteAddr()); err == nil {
+		cc.remote, cc.remotePort = ap.Addr().Unmap(), ap.Port()
+	}
+	cc.remoteIP = cc.remote.AppendTo(nil)
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		c.Close()
+		return nil
+	}
+	s.conns[cc] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.Stats.Connections.Add(1)
+	cc.busy.Store(true)
+	return cc
+}
+
+// h2Handler serves the streams of one HTTP/2 client connection.
+type h2Handler struct{ cc *clientConn }
+
+func (hh *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cc := hh.cc
+	h := cc.s.h.Load()
+	f := &forward{
+		h:      h,
+		s:      cc.s,
+		remote: cc.remote,
+		scheme: cc.scheme(h),
+		src:    netip.AddrPortFrom(cc.remote, cc.remotePort),
+		dst:    cc.localAddr(),
+		ip:     string(cc.remoteIP),
+		r:      r,
+		start:  time.Now(),
+
+		certSubject: string(cc.certSubject),
+	}
+	f.serve(&h2Writer{w: w, rc: http.NewResponseController(w)})
+}
+
+// h2Writer answers a stream through net/http's ResponseWriter.
+type h2Writer struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (hw *h2Writer) Header() http.Header { return hw.w.Header() }
+
+func (hw *h2Writer) WriteHead(status int, more bool) error {
+	hw.w.WriteHeader(status)
+	if !more {
+		// Sent with END_STREAM when the handler returns: a gRPC Trailers-Only answer
+		// (grpc-status in the one HEADERS frame) must stay a single frame.
+		return nil
+	}
+	return hw.rc.Flush()
+}
+
+func (hw *h2Writer) WriteBody(p []byte) error {
+	if _, err := hw.w.Write(p); err != nil {
+		return err
+	}
+	// Every write goes out at once: gRPC and server-sent events depend on it, and HTTP/2 frames
+	// cost the same whether flushed early or late.
+	return hw.rc.Flush()
+}
+
+func (hw *h2Writer) Finish(trailer http.Header) error {
+	for k, vs := range trailer {
+		hw.w.Header()[http.TrailerPrefix+k] = vs
+	}
+	return nil
+}
+
+// Abort resets the stream, so the client sees the response was cut short rather than complete.
+func (hw *h2Writer) Abort() { panic(http.ErrAbortHandler) }
+
+// HTTPS frontends offer h2 by ALPN only once serveH2 serves it (see h2Served in tls.go).
+func init() { h2Served = true }
+
+// localAddr is the address the client connected to: from its PROXY header when it sent one.
+func (cc *clientConn) localAddr() netip.AddrPort {
+	if cc.local.IsValid() {
+		return cc.local
+	}
+	ap, _ := netipAddrPort(cc.c.LocalAddr())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

@@ -1,0 +1,585 @@
+package l7
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/waage/waage/internal/backend"
+	"github.com/waage/waage/internal/balance"
+)
+
+// forward is one request on the net/http-based data path: streams of HTTP/2 clients, and
+// requests of HTTP/1.1 clients to backends whose servers speak HTTP/2. Routing, balancing,
+// retries of failed connects and header rewriting follow the HTTP/1.1 path's rules.
+type forward struct {
+	h      *Handler
+	s      *Server
+	remote netip.Addr
+	// src and dst are the client's address and the one it connected to, for PROXY headers.
+	src, dst netip.AddrPort
+	ip       string
+	scheme   string        // for X-Forwarded-Proto and Forwarded: https on TLS connections
+	r        *http.Request // the client's request; r.Body streams
+	start    time.Time
+	// path is the normalised path and rt the route, when the caller routed already (HTTP/1.1).
+	path []byte
+	rt   *Route
+	srv  *backend.Server
+	// certSubject is the verified client certificate's subject on TLS frontends that ask for one.
+	certSubject string
+}
+
+// sink is where a forward writes its answer: an HTTP/2 stream or an HTTP/1.1 connection.
+type sink interface {
+	Header() http.Header
+	// WriteHead sends the status and Header(); more is false when no body or trailers follow.
+	WriteHead(status int, more bool) error
+	// WriteBody sends p at once (no buffering: streams must flow).
+	WriteBody(p []byte) error
+	// Finish ends the response with its trailers.
+	Finish(trailer http.Header) error
+	// Abort ends a response cut short so the client cannot take it for complete. It may not return.
+	Abort()
+	// Error answers with a proxy-made status and a short plain body, counted and logged.
+	Error(f *forward, status int, msg string)
+	// Done records a relayed response's status and body size in stats and the access log.
+	Done(f *forward, status int, sent int64)
+}
+
+// route normalises the path and finds the route; false when the request was answered.
+func (f *forward) route(sk sink) bool {
+	r := f.r
+	raw := r.RequestURI
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		raw = raw[:i]
+	}
+	switch {
+	case raw == "*" && r.Method == "OPTIONS":
+		f.path = []byte("*")
+	case !strings.HasPrefix(raw, "/"):
+		raw = r.URL.EscapedPath()
+		fallthrough
+	default:
+		if pathIsNormal([]byte(raw)) {
+			f.path = []byte(raw)
+		} else {
+			p, ok := normalizePath(nil, []byte(raw))
+			if !ok {
+				sk.Error(f, 400, "invalid path")
+				return false
+			}
+			f.path = p
+		}
+	}
+	if r.Host != "" && !validHost([]byte(r.Host)) {
+		sk.Error(f, 400, "invalid Host")
+		return false
+	}
+	req := requestFor(r)
+	host := hostname(nil, req.host)
+	if f.h.RedirectHTTPS && !hasPathPrefix(f.path, acmeChallengePrefix) {
+		f.redirectHTTPS(sk, host)
+		return false
+	}
+	in := matchInput{req: req, host: host, path: f.path, source: f.remote}
+	f.rt = f.h.Router.route(&in)
+	if f.rt == nil {
+		sk.Error(f, 404, "no route matches this request")
+		return false
+	}
+	return true
+}
+
+// redirectHTTPS answers 308 to the same URL on https, as clientConn.redirectHTTPS does.
+func (f *forward) redirectHTTPS(sk sink, host []byte) {
+	if len(host) == 0 {
+		sk.Error(f, 400, "redirect to https needs a Host")
+		return
+	}
+	loc := "https://" + string(host)
+	if p := f.h.HTTPSPort; p > 0 && p != 443 {
+		loc += ":" + strconv.Itoa(p)
+	}
+	if path, _, _ := strings.Cut(f.r.RequestURI, "?"); strings.HasPrefix(path, "/") {
+		loc += path
+	} else {
+		loc += "/"
+	}
+	if f.r.URL.RawQuery != "" || f.r.URL.ForceQuery {
+		loc += "?" + f.r.URL.RawQuery
+	}
+	const body = "308 Permanent Redirect: this site is served over https\n"
+	hd := sk.Header()
+	hd.Set("Location", loc)
+	hd.Set("Content-Type", "text/plain; charset=utf-8")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	sent := 0
+	if err := sk.WriteHead(308, f.r.Method != "HEAD"); err == nil && f.r.Method != "HEAD" {
+		if sk.WriteBody([]byte(body)) == nil {
+			sent = len(body)
+		}
+	}
+	sk.Finish(nil)
+	sk.Done(f, 308, int64(sent))
+}
+
+// requestFor presents an *http.Request the way the matchers read HTTP/1.1 requests.
+func requestFor(r *http.Request) *request {
+	req := &request{method: []byte(r.Method), host: []byte(r.Host)}
+	if r.URL.RawQuery != "" || r.URL.ForceQuery {
+		req.query = []byte(r.URL.RawQuery)
+	}
+	for name, vs := range r.Header {
+		n := []byte(strings.ToLower(name))
+		k := classify(n)
+		for _, v := range vs {
+			req.headers = append(req.headers, hdr{name: n, value: []byte(v), kind: k})
+		}
+	}
+	return req
+}
+
+// serve routes (unless routed already) and proxies the request.
+func (f *forward) serve(sk sink) {
+	if f.rt == nil && !f.route(sk) {
+		return
+	}
+	f.proxy(sk)
+}
+
+// hashKey is clientConn.hashKey for an *http.Request.
+func (f *forward) hashKey(b *Backend) uint64 {
+	switch b.hashKind {
+	case hashSource:
+		return balance.HashAddr(f.remote)
+	case hashURI:
+		k := balance.HashBytes(f.path)
+		if q := f.r.URL.RawQuery; q != "" || f.r.URL.ForceQuery {
+			k ^= balance.HashBytes([]byte(q)) * 0x9e3779b97f4a7c15
+		}
+		return k
+	case hashHeader:
+		if v := f.r.Header.Values(b.hashName); len(v) > 0 {
+			return balance.HashBytes([]byte(v[0]))
+		}
+	case hashCookie:
+		if c, err := f.r.Cookie(b.hashName); err == nil {
+			return balance.HashBytes([]byte(c.Value))
+		}
+	}
+	return 0
+}
+
+// Hop-by-hop fields (RFC 9110 7.6.1 and the proxy ones): never forwarded in either direction.
+var hopFields = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Proxy-Authenticate", "Proxy-Authorization"}
+
+// copyEndToEnd copies src's end-to-end fields to dst: hop-by-hop fields and the fields
+// Connection names are left out.
+func copyEndToEnd(dst, src http.Header) {
+	var named []string
+	for _, v := range src["Connection"] {
+		for _, t := range strings.Split(v, ",") {
+			if t = textproto.TrimString(t); t != "" {
+				named = append(named, http.CanonicalHeaderKey(t))
+			}
+		}
+	}
+next:
+	for k, vs := range src {
+		for _, h := range hopFields {
+			if k == h {
+				continue next
+			}
+		}
+		for _, n := range named {
+			if k == n {
+				continue next
+			}
+		}
+		dst[k] = append([]string(nil), vs...)
+	}
+}
+
+// applyOps applies a route's header changes.
+func applyOps(hd http.Header, ops *headerOps) {
+	for _, name := range ops.drop {
+		hd.Del(name)
+	}
+	for _, kv := range ops.set {
+		if !strings.EqualFold(kv.Key, "host") {
+			hd.Add(kv.Key, kv.Value)
+		}
+	}
+	for _, kv := range ops.add {
+		hd.Add(kv.Key, kv.Value)
+	}
+}
+
+// outHeader builds the header sent to servers, as writeRequestHead does for HTTP/1.1.
+func (f *forward) outHeader() (http.Header, string) {
+	r, rt := f.r, f.rt
+	out := make(http.Header, len(r.Header)+5)
+	copyEndToEnd(out, r.Header)
+	out.Del("Host")
+	// Servers trust this field because waage always sets or removes it (see ClientCertField).
+	out.Del(ClientCertField)
+	if f.certSubject != "" {
+		out.Set(ClientCertField, f.certSubject)
+	}
+	// TE: trailers is the one TE value that passes: gRPC servers insist on it.
+	for _, v := range r.Header.Values("Te") {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(textproto.TrimString(t), "trailers") {
+				out.Set("Te", "trailers")
+			}
+		}
+	}
+	ops := &rt.reqOps
+	if !ops.removesName("x-forwarded-for") {
+		xff := f.ip
+		if prior := strings.Join(r.Header.Values("X-Forwarded-For"), ", "); prior != "" {
+			xff = prior + ", " + f.ip
+		}
+		out.Set("X-Forwarded-For", xff)
+	}
+	if !ops.removesName("x-forwarded-proto") {
+		out.Set("X-Forwarded-Proto", f.scheme)
+	}
+	out.Del("X-Forwarded-Host")
+	if r.Host != "" && !ops.removesName("x-forwarded-host") {
+		out.Set("X-Forwarded-Host", r.Host)
+	}
+	if !ops.removesName("forwarded") {
+		var b strings.Builder
+		if prior := strings.Join(r.Header.Values("Forwarded"), ", "); prior != "" {
+			b.WriteString(prior)
+			b.WriteString(", ")
+		}
+		b.WriteString(forwardedElement(f.remote.Is6(), f.ip, r.Host, f.scheme))
+		out.Set("Forwarded", b.String())
+	}
+	if !ops.empty() {
+		applyOps(out, ops)
+	}
+	// No User-Agent of our own: an empty value tells both transports to send none.
+	if _, ok := out["User-Agent"]; !ok {
+		out["User-Agent"] = []string{""}
+	}
+	host := r.Host
+	if v, ok := ops.setsHost(); ok {
+		host = v
+	}
+	return out, host
+}
+
+// forwardedElement is writeForwarded's RFC 7239 element as a string.
+func forwardedElement(is6 bool, ip, host, scheme string) string {
+	var b strings.Builder
+	b.WriteString("for=")
+	if is6 {
+		b.WriteString("\"[" + ip + "]\"")
+	} else {
+		b.WriteString(ip)
+	}
+	if host != "" {
+		b.WriteString(";host=")
+		if isToken([]byte(host)) {
+			b.WriteString(host)
+		} else {
+			b.WriteString(strconv.Quote(host))
+		}
+	}
+	b.WriteString(";proto=" + scheme)
+	return b.String()
+}
+
+// upstreamPath is the path sent to the server: the normalised path with the route's prefix
+// stripped.
+func (f *forward) upstreamPath() string {
+	path := f.path
+	if sp := f.rt.stripPrefix; sp != "" && hasPathPrefix(path, sp) {
+		path = path[len(sp):]
+		if len(path) == 0 || path[0] != '/' {
+			return "/" + string(path)
+		}
+	}
+	return string(path)
+}
+
+// respTimer bounds the wait for the response head to the backend's response timeout, counted
+// from the end of the request body (a streaming upload has no response deadline while it lasts).
+type respTimer struct {
+	d        time.Duration
+	cancel   context.CancelFunc
+	mu       sync.Mutex
+	t        *time.Timer
+	stopped  bool
+	timedOut atomic.Bool
+}
+
+func (rt *respTimer) start() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.stopped || rt.t != nil {
+		return
+	}
+	rt.t = time.AfterFunc(rt.d, func() { rt.timedOut.Store(true); rt.cancel() })
+}
+
+func (rt *respTimer) stop() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.stopped = true
+	if rt.t != nil {
+		rt.t.Stop()
+	}
+}
+
+// reqBody streams the client's request body to the server. Close does not close the client's
+// side: a transport closes the body of a request that failed to connect, and the retry on another
+// server still needs it.
+type reqBody struct {
+	r   io.Reader
+	eof func()
+}
+
+func (b *reqBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.eof()
+	}
+	return n, err
+}
+
+func (b *reqBody) Close() error { return nil }
+
+// proxy picks a server, sends the request and relays the answer, retrying failed connects on
+// other servers.
+func (f *forward) proxy(sk sink) {
+	r, rt := f.r, f.rt
+	b := rt.Backend
+	up := b.httpUp()
+	var key uint64
+	if b.hashKind != hashNone {
+		key = f.hashKey(b)
+	}
+	var pinned, stickyHit *backend.Server
+	if b.stickyName != "" {
+		if c, err := r.Cookie(b.stickyName); err == nil {
+			if s := b.stickyIdx.Server(c.Value); s != nil {
+				stickyHit = s
+				if s.AcceptsPinned() {
+					pinned = s
+				}
+			}
+		}
+	}
+	b.budget.Request(f.start.Unix())
+	hdr, host := f.outHeader()
+	path := f.upstreamPath()
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), clientAddrsKey{}, clientAddrs{f.src, f.dst}))
+	defer cancel()
+	timer := &respTimer{d: b.responseTO, cancel: cancel}
+	defer timer.stop()
+	var body io.ReadCloser = http.NoBody
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = &reqBody{r: r.Body, eof: timer.start}
+	} else {
+		timer.start()
+	}
+	var tried []*backend.Server
+	var lastErr error
+	for {
+		var srv *backend.Server
+		switch {
+		case pinned != nil:
+			srv, pinned = pinned, nil
+		case len(tried) >= b.maxAttempts:
+		default:
+			srv = b.Balancer.Pick(key, tried)
+		}
+		if srv == nil {
+			switch {
+			case lastErr == nil:
+				sk.Error(f, 503, "backend "+b.Name+" has no healthy server")
+			case isTimeout(lastErr):
+				sk.Error(f, 504, "no server answered in time")
+			default:
+				sk.Error(f, 502, "could not connect to a server")
+			}
+			return
+		}
+		f.srv = srv
+		out := (&http.Request{
+			Method:        r.Method,
+			URL:           upstreamURL(up.scheme, srv.Address, path, r.URL.RawQuery),
+			Proto:         "HTTP/1.1",
+			ProtoMajor:    1,
+			ProtoMinor:    1,
+			Header:        hdr,
+			Body:          body,
+			ContentLength: r.ContentLength,
+			Host:          host,
+			Trailer:       r.Trailer,
+		}).WithContext(ctx)
+		if body == http.NoBody {
+			out.ContentLength = 0
+		}
+		if out.Host == "" {
+			out.Host = srv.Address
+		}
+		sentAt := time.Now()
+		srv.Acquire()
+		resp, err := up.rt.RoundTrip(out)
+		if err != nil {
+			srv.Release()
+			switch {
+			case isConnectErr(err):
+				b.fail(srv, err)
+				f.h.logger().Warn("connect to server failed", "frontend", f.h.Name, "backend", b.Name, "server", srv.Name, "err", err)
+				tried = append(tried, srv)
+				lastErr = err
+				continue
+			case timer.timedOut.Load():
+				b.fail(srv, err)
+				f.h.logger().Warn("server response timeout", "frontend", f.h.Name, "backend", b.Name, "server", srv.Name, "timeout", b.responseTO)
+				sk.Error(f, 504, "the server did not answer in time")
+			case r.Context().Err() != nil:
+				// The client canceled (RST_STREAM, deadline, gone): nobody to answer.
+				sk.Done(f, 499, 0)
+			default:
+				b.fail(srv, err)
+				f.h.logger().Warn("server request failed", "frontend", f.h.Name, "backend", b.Name, "server", srv.Name, "err", err)
+				sk.Error(f, 502, "the server's response failed")
+			}
+			return
+		}
+		timer.stop()
+		srv.ObserveLatency(time.Since(sentAt))
+		// Deferred: an HTTP/2 sink aborts a broken response by panicking out of the handler.
+		defer srv.Release()
+		f.relay(sk, resp, stickyHit)
+		return
+	}
+}
+
+// upstreamURL builds the URL of the request to a server without re-escaping the normalised path:
+// Opaque goes out exactly as given.
+func upstreamURL(scheme, host, path, query string) *url.URL {
+	return &url.URL{Scheme: scheme, Host: host, Opaque: path, RawQuery: query}
+}
+
+// relay sends the response head, streams the body and passes the trailers.
+func (f *forward) relay(sk sink, resp *http.Response, stickyHit *backend.Server) {
+	defer resp.Body.Close()
+	b := f.rt.Backend
+	hd := sk.Header()
+	copyEndToEnd(hd, resp.Header)
+	hd.Del("Content-Length")
+	if resp.ContentLength >= 0 && resp.StatusCode != 204 && resp.StatusCode != 304 {
+		hd.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	if ops := &f.rt.respOps; !ops.empty() {
+		applyOps(hd, ops)
+	}
+	if b.stickyName != "" && stickyHit != f.srv {
+		hd.Add("Set-Cookie", b.stickyName+"="+balance.CookieValue(f.srv)+"; Path=/; HttpOnly; SameSite=Lax")
+	}
+	// A head that ends the response (no body; gRPC's Trailers-Only answers carry grpc-status
+	// in it) must not be sent ahead as an open stream's head.
+	more := resp.Body != http.NoBody && resp.ContentLength != 0 && resp.Header.Get("Grpc-Status") == ""
+	if err := sk.WriteHead(resp.StatusCode, more); err != nil {
+		sk.Done(f, resp.StatusCode, 0)
+		return
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var sent int64
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if werr := sk.WriteBody(buf[:n]); werr != nil {
+				// The client is gone; the deferred cancel tells the server.
+				sk.Done(f, resp.StatusCode, sent)
+				return
+			}
+			sent += int64(n)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if f.r.Context().Err() == nil {
+				b.fail(f.srv, err)
+				f.h.logger().Warn("server response body failed", "frontend", f.h.Name, "backend", b.Name, "server", f.srv.Name, "err", err)
+			}
+			sk.Done(f, resp.StatusCode, sent)
+			sk.Abort()
+			return
+		}
+	}
+	sk.Finish(resp.Trailer)
+	sk.Done(f, resp.StatusCode, sent)
+}
+
+// errorBody is the short plain body of a proxy-made answer, as respondError writes it.
+func errorBody(status int, msg string) string {
+	return strconv.Itoa(status) + " " + statusText[status] + ": " + msg + "\n"
+}
+
+// Error answers a stream with a proxy-made status.
+func (hw *h2Writer) Error(f *forward, status int, msg string) {
+	body := errorBody(status, msg)
+	hd := hw.w.Header()
+	hd.Set("Content-Type", "text/plain; charset=utf-8")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	hw.w.WriteHeader(status)
+	n := 0
+	if f.r.Method != "HEAD" {
+		n, _ = io.WriteString(hw.w, body)
+	}
+	hw.Done(f, status, int64(n))
+}
+
+// Done counts the stream's status and writes its access log entry.
+func (hw *h2Writer) Done(f *forward, status int, sent int64) {
+	f.s.Stats.Status[min(status/100, 5)].Add(1)
+	h := f.h
+	if h.AccessLog == nil {
+		return
+	}
+	r := f.r
+	e := &accessEntry{
+		start:     f.start,
+		client:    []byte(f.ip),
+		method:    []byte(r.Method),
+		target:    []byte(r.RequestURI),
+		host:      []byte(r.Host),
+		minor:     r.ProtoMinor,
+		h2:        r.ProtoMajor == 2,
+		status:    status,
+		bytes:     sent,
+		referer:   []byte(r.Header.Get("Referer")),
+		userAgent: []byte(r.Header.Get("User-Agent")),
+		frontend:  h.Name,
+		duration:  time.Since(f.start),
+	}
+	if f.rt != nil {
+		e.route, e.backend = f.rt.Name, f.rt.Backend.Name
+	}
+	if f.srv != nil {
+		e.server = f.srv.Name
+	}
+	h.AccessLog.write(e)
+}
