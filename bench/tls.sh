@@ -112,7 +112,6 @@ http {
     access_log off;
     keepalive_timeout 75s;
     keepalive_requests 1000000;
-    http2_max_requests 1000000;
     upstream b {
         server 127.0.0.1:$b1;
         server 127.0.0.1:$b2;

@@ -211,17 +211,20 @@ func (hh *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // h2Writer answers a stream through net/http's ResponseWriter.
 type h2Writer struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	stream bool // flush every write (see streams)
 }
 
 func (hw *h2Writer) Header() http.Header { return hw.w.Header() }
 
-func (hw *h2Writer) WriteHead(status int, more bool) error {
+func (hw *h2Writer) WriteHead(status int, more, stream bool) error {
 	hw.w.WriteHeader(status)
-	if !more {
+	hw.stream = stream
+	if !more || !stream {
 		// Sent with END_STREAM when the handler returns: a gRPC Trailers-Only answer
-		// (grpc-status in the one HEADERS frame) must stay a single frame.
+		// (grpc-status in the one HEADERS frame) must stay a single frame. A head of known
+		// length goes out with the body.
 		return nil
 	}
 	return hw.rc.Flush()
@@ -231,9 +234,10 @@ func (hw *h2Writer) WriteBody(p []byte) error {
 	if _, err := hw.w.Write(p); err != nil {
 		return err
 	}
-	// Every write goes out at once: gRPC and server-sent events depend on it, and HTTP/2 frames
-	// cost the same whether flushed early or late.
-	return hw.rc.Flush()
+	if !hw.stream {
+		return nil
+	}
+	return hw.rc.Flush() // gRPC and server-sent events depend on it
 }
 
 func (hw *h2Writer) Finish(trailer http.Header) error {

@@ -142,6 +142,7 @@ type h1Sink struct {
 	closeOnError bool // a request body may be unread: an error answer closes the connection
 	chunked      bool
 	bodyless     bool
+	stream       bool // flush every write (see streams)
 }
 
 func (s *h1Sink) Header() http.Header {
@@ -151,7 +152,8 @@ func (s *h1Sink) Header() http.Header {
 	return s.hd
 }
 
-func (s *h1Sink) WriteHead(status int, more bool) error {
+func (s *h1Sink) WriteHead(status int, more, stream bool) error {
+	s.stream = stream
 	cc, ex := s.cc, s.ex
 	ex.status = status
 	hd := s.Header()
@@ -187,7 +189,7 @@ func (s *h1Sink) WriteHead(status int, more bool) error {
 		w.WriteString("Connection: keep-alive\r\n")
 	}
 	w.WriteString("\r\n")
-	if !more {
+	if !more || !stream {
 		return nil // Finish flushes
 	}
 	return w.Flush()
@@ -206,6 +208,9 @@ func (s *h1Sink) WriteBody(p []byte) error {
 		w.WriteString("\r\n")
 	} else {
 		w.Write(p)
+	}
+	if !s.stream {
+		return nil // the writer flushes when full, Finish at the end
 	}
 	// Streams (gRPC-Web, server-sent events) must flow: every piece goes out as it comes.
 	return w.Flush()
