@@ -17,19 +17,20 @@ import (
 
 	"golang.org/x/crypto/acme"
 
+	"github.com/waage/waage/internal/acme/acmetest"
 	"github.com/waage/waage/internal/config"
 )
 
 // newManager makes a Manager for pebble p with storage in dir.
-func newManager(t *testing.T, p *pebbleCA, dir string, challenges []string, domains ...string) (*Manager, *syncBuffer) {
+func newManager(t *testing.T, p *acmetest.Pebble, dir string, challenges []string, domains ...string) (*Manager, *acmetest.SyncBuffer) {
 	t.Helper()
 	log, buf := testLogger(t)
 	m, err := New(&config.ACME{
-		Directory:  p.directory,
+		Directory:  p.Directory,
 		Email:      "ops@example.test",
 		Domains:    domains,
 		Storage:    dir,
-		CA:         p.caFile,
+		CA:         p.CAFile,
 		Challenges: challenges,
 	}, log)
 	if err != nil {
@@ -43,7 +44,7 @@ func newManager(t *testing.T, p *pebbleCA, dir string, challenges []string, doma
 // stored with private files.
 func TestObtainHTTP01(t *testing.T) {
 	s := serveChallenges(t, true, false)
-	p := startPebble(t, s.httpPort, s.tlsPort, 0)
+	p := acmetest.Start(t, acmetest.Options{HTTPPort: s.httpPort, TLSPort: s.tlsPort})
 	dir := t.TempDir()
 	m, logs := newManager(t, p, dir, []string{HTTP01}, "a.example.test", "B.example.test")
 	s.use(m)
@@ -51,7 +52,7 @@ func TestObtainHTTP01(t *testing.T) {
 	r := startRun(t, m)
 	c := r.next(t, time.Minute)
 	t.Logf("issuance with http-01 for 2 names took %v", time.Since(start))
-	verifyCert(t, c, p.roots, "a.example.test", "b.example.test")
+	verifyCert(t, c, p.Roots, "a.example.test", "b.example.test")
 	if got := s.httpHits.Load(); got < 2 {
 		t.Errorf("HTTP-01 server answered %d challenges, want one per name (2)", got)
 	}
@@ -70,7 +71,7 @@ func TestObtainHTTP01(t *testing.T) {
 	}
 
 	// Storage: account key and certificate key private, the chain beside it, no temp files.
-	caSub := filepath.Join(dir, caDir(p.directory))
+	caSub := filepath.Join(dir, caDir(p.Directory))
 	for path, mode := range map[string]os.FileMode{
 		filepath.Join(caSub, "account.key"):                        0o600,
 		filepath.Join(caSub, "certificates", "a.example.test.key"): 0o600,
@@ -103,14 +104,14 @@ func TestObtainHTTP01(t *testing.T) {
 // the Manager's challenge certificate.
 func TestObtainTLSALPN01(t *testing.T) {
 	s := serveChallenges(t, false, true)
-	p := startPebble(t, s.httpPort, s.tlsPort, 0)
+	p := acmetest.Start(t, acmetest.Options{HTTPPort: s.httpPort, TLSPort: s.tlsPort})
 	m, logs := newManager(t, p, t.TempDir(), []string{TLSALPN01}, "alpn.example.test")
 	s.use(m)
 	start := time.Now()
 	r := startRun(t, m)
 	c := r.next(t, time.Minute)
 	t.Logf("issuance with tls-alpn-01 took %v", time.Since(start))
-	verifyCert(t, c, p.roots, "alpn.example.test")
+	verifyCert(t, c, p.Roots, "alpn.example.test")
 	if got := s.alpnHits.Load(); got < 1 {
 		t.Errorf("TLS-ALPN-01 handshakes answered: %d, want at least 1", got)
 	}
@@ -148,7 +149,7 @@ func TestTLSALPN01OnlyForChallenges(t *testing.T) {
 // nothing.
 func TestRestartReusesStorage(t *testing.T) {
 	s := serveChallenges(t, true, false)
-	p := startPebble(t, s.httpPort, s.tlsPort, 0)
+	p := acmetest.Start(t, acmetest.Options{HTTPPort: s.httpPort, TLSPort: s.tlsPort})
 	dir := t.TempDir()
 
 	m1, _ := newManager(t, p, dir, []string{HTTP01}, "r.example.test")
@@ -168,7 +169,7 @@ func TestRestartReusesStorage(t *testing.T) {
 	r2 := startRun(t, m2)
 	c2 := r2.next(t, time.Minute)
 	r2.stop()
-	verifyCert(t, c2, p.roots, "r.example.test", "s.example.test")
+	verifyCert(t, c2, p.Roots, "r.example.test", "s.example.test")
 	if bytes.Equal(c1.Certificate[0], c2.Certificate[0]) {
 		t.Fatal("the stored certificate was reused although it lacks s.example.test")
 	}
@@ -184,7 +185,7 @@ func TestRestartReusesStorage(t *testing.T) {
 	}
 
 	// With the CA gone, a restart must still deliver the stored certificate at once.
-	p.stop()
+	p.Stop()
 	m3, logs3 := newManager(t, p, dir, []string{HTTP01}, "r.example.test", "s.example.test")
 	r3 := startRun(t, m3)
 	c3 := r3.next(t, 5*time.Second)
@@ -201,7 +202,7 @@ func TestRestartReusesStorage(t *testing.T) {
 // it through onCert, and stores it.
 func TestRenewal(t *testing.T) {
 	s := serveChallenges(t, true, false)
-	p := startPebble(t, s.httpPort, s.tlsPort, 12)
+	p := acmetest.Start(t, acmetest.Options{HTTPPort: s.httpPort, TLSPort: s.tlsPort, Validity: 12})
 	m, _ := newManager(t, p, t.TempDir(), []string{HTTP01}, "renew.example.test")
 	s.use(m)
 	r := startRun(t, m)
@@ -224,7 +225,7 @@ func TestRenewal(t *testing.T) {
 	if c1.PrivateKey.(*ecdsa.PrivateKey).Equal(c2.PrivateKey) {
 		t.Error("renewal reused the certificate key; each certificate gets a new one")
 	}
-	verifyCert(t, c2, p.roots, "renew.example.test")
+	verifyCert(t, c2, p.Roots, "renew.example.test")
 	stored, err := loadPair(m.certPath, m.keyPath)
 	if err != nil {
 		t.Fatal(err)
@@ -239,12 +240,12 @@ func TestRenewal(t *testing.T) {
 func TestChallengeFallback(t *testing.T) {
 	s := serveChallenges(t, false, true)
 	s.pushed = true // this time the TLS listener serves what OnTLSALPN01 pushed
-	p := startPebble(t, s.httpPort, s.tlsPort, 0)
+	p := acmetest.Start(t, acmetest.Options{HTTPPort: s.httpPort, TLSPort: s.tlsPort})
 	m, logs := newManager(t, p, t.TempDir(), []string{HTTP01, TLSALPN01}, "fallback.example.test")
 	s.use(m)
 	r := startRun(t, m)
 	c := r.next(t, time.Minute)
-	verifyCert(t, c, p.roots, "fallback.example.test")
+	verifyCert(t, c, p.Roots, "fallback.example.test")
 	l := logs.String()
 	failed := lineWith(l, `msg="acme: challenge failed"`)
 	if failed == "" || !strings.Contains(failed, "challenge=http-01") || !strings.Contains(failed, "next=tls-alpn-01") {
@@ -269,7 +270,7 @@ func TestChallengeFallback(t *testing.T) {
 func TestRetryAfterFailure(t *testing.T) {
 	s := serveChallenges(t, true, false)
 	s.httpAllow.Store(false)
-	p := startPebble(t, s.httpPort, s.tlsPort, 0)
+	p := acmetest.Start(t, acmetest.Options{HTTPPort: s.httpPort, TLSPort: s.tlsPort})
 	m, logs := newManager(t, p, t.TempDir(), []string{HTTP01}, "retry.example.test")
 	m.retryMin = 500 * time.Millisecond
 	s.use(m)
@@ -283,7 +284,7 @@ func TestRetryAfterFailure(t *testing.T) {
 	}
 	s.httpAllow.Store(true)
 	c := r.next(t, time.Minute)
-	verifyCert(t, c, p.roots, "retry.example.test")
+	verifyCert(t, c, p.Roots, "retry.example.test")
 	failed := lineWith(logs.String(), `msg="acme: obtaining certificate failed"`)
 	if !strings.Contains(failed, "urn:ietf:params:acme:error:unauthorized") || !strings.Contains(failed, "404") {
 		t.Errorf("the failure does not carry the CA's problem (unauthorized, 404):\n%s", failed)
@@ -365,11 +366,10 @@ func TestStorageFiles(t *testing.T) {
 
 	// A chain whose key is another one (a crash between the two renames).
 	tmp := t.TempDir()
-	caFile, certFile, _ := writeServerCert(t, tmp)
+	_, certFile, _ := acmetest.WriteServerCert(t, tmp)
 	if _, err := loadPair(certFile, path); err == nil {
 		t.Error("loadPair accepted a key that is not the certificate's")
 	}
-	_ = caFile
 	if got := caDir("https://acme-staging-v02.api.letsencrypt.org/directory"); got != "acme-staging-v02.api.letsencrypt.org_directory" {
 		t.Errorf("caDir = %q", got)
 	}

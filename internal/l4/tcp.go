@@ -19,6 +19,7 @@ import (
 	"github.com/waage/waage/internal/listener"
 	"github.com/waage/waage/internal/proxyproto"
 	"github.com/waage/waage/internal/relay"
+	"github.com/waage/waage/internal/tlsx"
 )
 
 // Route sends connections whose ClientHello (or source) matches to a backend. Empty lists match
@@ -296,6 +297,9 @@ func (tc *tcpConn) serve(h *TCPHandler) {
 		}
 		tlsConn.SetDeadline(time.Time{})
 		cs := tlsConn.ConnectionState()
+		if cs.NegotiatedProtocol == tlsx.ACMETLS1Protocol {
+			return // an ACME tls-alpn-01 validation: the handshake was all it wanted
+		}
 		hello = &ClientHello{ServerName: strings.ToLower(cs.ServerName)} // as PeekClientHello; crypto/tls keeps the case
 		if cs.NegotiatedProtocol != "" {
 			hello.ALPN = []string{cs.NegotiatedProtocol}

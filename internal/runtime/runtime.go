@@ -326,6 +326,10 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 		accessLog = access.log
 	}
 	hs, err := buildHandlers(cfg, backends, l4backends, accessLog, r.logger)
+	if err == nil {
+		// Certificates from ACME move to the new stores before they serve (see acmeRuns.seed).
+		r.acme.seed(cfg, hs.stores)
+	}
 	for _, h := range hs.http {
 		if h.TLS == nil {
 			h.ACMEHTTP01 = r.acme.http01
