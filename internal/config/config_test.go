@@ -103,7 +103,7 @@ func TestLoadFull(t *testing.T) {
 					{Name: "api-1.internal:9102", Address: "api-1.internal:9102", Weight: ptr(0), State: "maintenance"},
 				},
 				Timeouts:         BackendTimeouts{Connect: sec(5), Response: sec(60)},
-				Pool:             Pool{MaxIdle: 64, IdleTimeout: sec(30)},
+				Pool:             Pool{MaxIdle: 256, IdleTimeout: sec(30)},
 				OutlierDetection: defaultOutlier(),
 				Retry:            defaultRetry(),
 				Queue:            defaultQueue(),
@@ -113,7 +113,7 @@ func TestLoadFull(t *testing.T) {
 				Algorithm:        "round_robin",
 				Servers:          []Server{{Name: "127.0.0.1:143", Address: "127.0.0.1:143", Weight: ptr(1), State: "ready"}},
 				Timeouts:         BackendTimeouts{Connect: sec(5), Response: sec(60)},
-				Pool:             Pool{MaxIdle: 64, IdleTimeout: sec(30)},
+				Pool:             Pool{MaxIdle: 256, IdleTimeout: sec(30)},
 				OutlierDetection: defaultOutlier(),
 				Retry:            defaultRetry(),
 				Queue:            defaultQueue(),
@@ -123,7 +123,7 @@ func TestLoadFull(t *testing.T) {
 				Algorithm:        "source_ip_hash",
 				Servers:          []Server{{Name: "127.0.0.1:51821", Address: "127.0.0.1:51821", Weight: ptr(1), State: "ready"}},
 				Timeouts:         BackendTimeouts{Connect: sec(5), Response: sec(60)},
-				Pool:             Pool{MaxIdle: 64, IdleTimeout: sec(30)},
+				Pool:             Pool{MaxIdle: 256, IdleTimeout: sec(30)},
 				OutlierDetection: defaultOutlier(),
 				Retry:            defaultRetry(),
 				Queue:            defaultQueue(),
@@ -239,7 +239,7 @@ backends:
 	if f.Routes[0].Name != "r" || f.Routes[1].Name != "route1" {
 		t.Errorf("route names = %q, %q; want r, route1", f.Routes[0].Name, f.Routes[1].Name)
 	}
-	if b.HashKey != "header:X-User" || b.Pool != (Pool{MaxIdle: 64, IdleTimeout: sec(1)}) {
+	if b.HashKey != "header:X-User" || b.Pool != (Pool{MaxIdle: 256, IdleTimeout: sec(1)}) {
 		t.Errorf("backend = %+v", b)
 	}
 	if b.Timeouts != (BackendTimeouts{Connect: sec(5), Response: Duration(time.Hour)}) {

@@ -23,7 +23,7 @@ const (
 	defaultState           = "ready"
 	defaultConnectTimeout  = 5 * time.Second
 	defaultResponseTimeout = 60 * time.Second
-	defaultPoolMaxIdle     = 64
+	defaultPoolMaxIdle     = 256
 	defaultPoolIdleTimeout = 30 * time.Second
 )
 
@@ -35,7 +35,7 @@ const (
 // The defaults: log level info, format text, access stdout, access_format combined; frontend mode
 // http, timeouts client_header 10s, client_idle 60s and tunnel 1h; route name "route<index>"; backend algorithm
 // round_robin, hash_key uri when the algorithm is hash, timeouts connect 5s and response 60s, pool
-// max_idle 64 (also for 0; -1 stays and disables pooling) and idle_timeout 30s; health_check type
+// max_idle 256 (also for 0; -1 stays and disables pooling) and idle_timeout 30s; health_check type
 // tcp, interval 2s, timeout 1s, rise 2, fall 3, initial up (http: method GET, path /, expect_status
 // 200-399); outlier_detection consecutive_failures 5, base_ejection_time 30s, max_ejection_time
 // 5m, max_ejection_percent 50; retry attempts 3, budget percent 20 and min_per_second 10; server

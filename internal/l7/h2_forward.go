@@ -19,7 +19,9 @@ import (
 
 // forward is one request on the net/http-based data path: streams of HTTP/2 clients, and
 // requests of HTTP/1.1 clients to backends whose servers speak HTTP/2. Routing, balancing,
-// retries of failed connects and header rewriting follow the HTTP/1.1 path's rules.
+// retries of failed connects and header rewriting follow the HTTP/1.1 path's rules. Servers
+// that speak HTTP/1.1 are reached over the backend's own connection pools (proxyPooled,
+// h2_pool.go), servers that speak HTTP/2 through an http2.Transport (proxy).
 type forward struct {
 	h      *Handler
 	s      *Server
@@ -152,6 +154,11 @@ func requestFor(r *http.Request) *request {
 // serve routes (unless routed already) and proxies the request.
 func (f *forward) serve(sk sink) {
 	if f.rt == nil && !f.route(sk) {
+		return
+	}
+	if f.rt.Backend.h2Up() == nil {
+		// The servers speak HTTP/1.1: waage's own pooled connections (h2_pool.go).
+		f.proxyPooled(sk)
 		return
 	}
 	f.proxy(sk)
@@ -363,27 +370,14 @@ func (b *reqBody) Read(p []byte) (int, error) {
 
 func (b *reqBody) Close() error { return nil }
 
-// proxy picks a server, sends the request and relays the answer, retrying failed connects on
-// other servers.
+// proxy picks a server of a backend whose servers speak HTTP/2 (h2, h2c), sends the request
+// through the backend's http2.Transport and relays the answer, retrying failed connects on other
+// servers. Backends of HTTP/1.1 servers go through proxyPooled instead.
 func (f *forward) proxy(sk sink) {
 	r, rt := f.r, f.rt
 	b := rt.Backend
-	up := b.httpUp()
-	var key uint64
-	if b.hashKind != hashNone {
-		key = f.hashKey(b)
-	}
-	var pinned, stickyHit *backend.Server
-	if b.stickyName != "" {
-		if c, err := r.Cookie(b.stickyName); err == nil {
-			if s := b.stickyIdx.Server(c.Value); s != nil {
-				stickyHit = s
-				if s.AcceptsPinned() {
-					pinned = s
-				}
-			}
-		}
-	}
+	up := b.h2Up()
+	key, pinned, stickyHit := f.affinity(b)
 	b.budget.Request(f.start.Unix())
 	hdr, host := f.outHeader()
 	path := f.upstreamPath()
@@ -409,14 +403,7 @@ func (f *forward) proxy(sk sink) {
 			srv = b.Balancer.Pick(key, tried)
 		}
 		if srv == nil {
-			switch {
-			case lastErr == nil:
-				sk.Error(f, 503, "backend "+b.Name+" has no healthy server")
-			case isTimeout(lastErr):
-				sk.Error(f, 504, "no server answered in time")
-			default:
-				sk.Error(f, 502, "could not connect to a server")
-			}
+			f.noServer(sk, b, lastErr, false)
 			return
 		}
 		f.srv = srv
@@ -569,11 +556,15 @@ func (hw *h2Writer) Error(f *forward, status int, msg string) {
 // Done counts the stream's status and writes its access log entry.
 func (hw *h2Writer) Done(f *forward, status int, sent int64) {
 	f.s.Stats.Status[min(status/100, 5)].Add(1)
-	h := f.h
-	if h.AccessLog == nil {
-		return
+	if f.h.AccessLog != nil {
+		hw.log(f, status, sent)
 	}
-	r := f.r
+}
+
+// log writes the stream's access log entry; a function of its own, so that Done's frame, on the
+// stack of every stream, does not hold the entry.
+func (hw *h2Writer) log(f *forward, status int, sent int64) {
+	h, r := f.h, f.r
 	e := &accessEntry{
 		start:     f.start,
 		client:    []byte(f.ip),
@@ -596,4 +587,19 @@ func (hw *h2Writer) Done(f *forward, status int, sent int64) {
 		e.server = f.srv.Name
 	}
 	h.AccessLog.write(e)
+}
+
+// noServer answers a request that found no server to take it: none healthy (503), or the last
+// attempt failed; sent tells that the request reached a server that closed without answering.
+func (f *forward) noServer(sk sink, b *Backend, lastErr error, sent bool) {
+	switch {
+	case lastErr == nil:
+		sk.Error(f, 503, "backend "+b.Name+" has no healthy server")
+	case sent:
+		sk.Error(f, 502, "the server closed the connection without a response")
+	case isTimeout(lastErr):
+		sk.Error(f, 504, "no server answered in time")
+	default:
+		sk.Error(f, 502, "could not connect to a server")
+	}
 }

@@ -17,9 +17,10 @@ import (
 	"github.com/waage/waage/internal/tlsx"
 )
 
-// httpUpstream is how net/http-based forwarding (HTTP/2 clients, and every client of h2 or h2c
-// backends) reaches a backend's servers: one transport per backend, which keeps its own pool of
-// connections per server address.
+// httpUpstream is how net/http-based forwarding reaches the servers of an h2 or h2c backend (from
+// HTTP/2 and HTTP/1.1 clients alike): one http2.Transport per backend, which keeps its own
+// connections per server address. Backends of HTTP/1.1 servers have none (rt nil): forward
+// uses their connection pools (h2_pool.go).
 type httpUpstream struct {
 	proto  string // http1 | h2 | h2c
 	scheme string // http | https: the scheme of the upstream URL
@@ -126,25 +127,10 @@ func newHTTPUpstream(bc config.Backend, connectTO time.Duration) (*httpUpstream,
 		}
 		up.rt, up.close = t, t.CloseIdleConnections
 	default:
-		t := &http.Transport{
-			DialContext:         func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) },
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     30 * time.Second,
-			DisableCompression:  true,
-			ForceAttemptHTTP2:   false,
-			// A PROXY header names one client for a connection's whole life: no sharing.
-			DisableKeepAlives: ppv != 0,
-		}
-		if tcfg != nil {
-			cfg := tcfg.Clone()
-			cfg.NextProtos = []string{"http/1.1"}
-			up.scheme = "https"
-			t.TLSClientConfig = cfg
-			t.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
-				return dialTLS(ctx, addr, cfg)
-			}
-		}
-		up.rt, up.close = t, t.CloseIdleConnections
+		// HTTP/1.1 servers are reached through the backend's own connection pools, in the
+		// stream's goroutine (h2_pool.go): net/http.Transport's per-request goroutine hand-offs
+		// cost most of the throughput there.
+		up.rt, up.close = nil, func() {}
 	}
 	return up, nil
 }
@@ -166,9 +152,6 @@ func isConnectErr(err error) bool {
 	var ce *connectErr
 	return errors.As(err, &ce)
 }
-
-// httpUp returns the backend's upstream for net/http-based forwarding.
-func (b *Backend) httpUp() *httpUpstream { return b.up }
 
 // h2Up returns the upstream of a backend whose servers speak HTTP/2, nil for HTTP/1.1 ones,
 // which the hand-written data path serves.
