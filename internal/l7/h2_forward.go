@@ -36,6 +36,7 @@ type forward struct {
 	path []byte
 	rt   *Route
 	srv  *backend.Server
+	next *backend.Server // where a retry on the answer's status goes (retryStatus)
 	// certSubject is the verified client certificate's subject on TLS frontends that ask for one.
 	certSubject string
 }
@@ -352,6 +353,18 @@ func (rt *respTimer) stop() {
 	}
 }
 
+// restart gives a retried request a new response timeout.
+func (rt *respTimer) restart() {
+	rt.mu.Lock()
+	if rt.t != nil {
+		rt.t.Stop()
+		rt.t = nil
+	}
+	rt.stopped = false
+	rt.mu.Unlock()
+	rt.start()
+}
+
 // reqBody streams the client's request body to the server. Close does not close the client's
 // side: a transport closes the body of a request that failed to connect, and the retry on another
 // server still needs it.
@@ -372,7 +385,7 @@ func (b *reqBody) Close() error { return nil }
 
 // proxy picks a server of a backend whose servers speak HTTP/2 (h2, h2c), sends the request
 // through the backend's http2.Transport and relays the answer, retrying failed connects on other
-// servers. Backends of HTTP/1.1 servers go through proxyPooled instead.
+// servers, and bodiless idempotent requests whose answer has a retry.on_status status. Backends of HTTP/1.1 servers go through proxyPooled instead.
 func (f *forward) proxy(sk sink) {
 	r, rt := f.r, f.rt
 	b := rt.Backend
@@ -453,6 +466,16 @@ func (f *forward) proxy(sk sink) {
 		}
 		timer.stop()
 		srv.ObserveLatency(time.Since(sentAt))
+		b.Outlier.Status(srv, resp.StatusCode)
+		if body == http.NoBody && isIdempotent([]byte(r.Method)) && b.retryOn(resp.StatusCode) &&
+			f.retryStatus(b, srv, resp.StatusCode, key, tried) {
+			resp.Body.Close()
+			srv.Release()
+			tried = append(tried, srv)
+			pinned, f.next = f.next, nil
+			timer.restart()
+			continue
+		}
 		// Deferred: an HTTP/2 sink aborts a broken response by panicking out of the handler.
 		defer srv.Release()
 		f.relay(sk, resp, stickyHit)

@@ -96,13 +96,17 @@ func (f *forward) proxyPooled(sk sink) {
 			lastErr, sent = err, false
 			continue
 		}
-		switch f.attempt(sk, b, srv, uc, sentAt, canRetry, hasBody, stickyHit) {
+		switch f.attempt(sk, b, srv, uc, sentAt, canRetry, hasBody, stickyHit, key, tried) {
 		case outRetryFresh:
 			fresh = true
 			continue
 		case outRetryOther:
 			tried = append(tried, srv)
 			lastErr, sent = errors.New("server closed the connection"), true
+			continue
+		case outRetryStatus:
+			tried = append(tried, srv)
+			pinned, f.next = f.next, nil
 			continue
 		}
 		return
@@ -168,7 +172,7 @@ func (f *forward) startProxied(uc *upConn, b *Backend) error {
 // answered (or is gone), or a retry outcome when nothing came back and the request may go again.
 // uc is returned to the pool or closed, and srv released, before it returns, also when the sink
 // aborts the stream by panicking.
-func (f *forward) attempt(sk sink, b *Backend, srv *backend.Server, uc *upConn, sentAt time.Time, canRetry, hasBody bool, stickyHit *backend.Server) outcome {
+func (f *forward) attempt(sk sink, b *Backend, srv *backend.Server, uc *upConn, sentAt time.Time, canRetry, hasBody bool, stickyHit *backend.Server, key uint64, tried []*backend.Server) outcome {
 	r := f.r
 	a := pooledAttempt{f: f, b: b, srv: srv, uc: uc}
 	// The client's cancellation (RST_STREAM, connection gone) closes the server connection: a
@@ -250,6 +254,9 @@ func (f *forward) attempt(sk sink, b *Backend, srv *backend.Server, uc *upConn, 
 	}
 	srv.ObserveLatency(time.Since(sentAt))
 	b.Outlier.Status(srv, resp.status)
+	if canRetry && b.retryOn(resp.status) && f.retryStatus(b, srv, resp.status, key, tried) {
+		return outRetryStatus // a.end closes the connection: the answer's body is not read
+	}
 	a.relay(sk, stickyHit)
 	return outDone
 }
@@ -340,6 +347,27 @@ func (a *pooledAttempt) finishBody() error {
 	case <-t.C:
 		return a.abortBody()
 	}
+}
+
+// retryStatus decides whether an answer with this status is retried on another server instead of
+// relayed, as clientConn.retryStatus does on the HTTP/1.1 path: attempts and budget allow, and
+// another server is there to take it (kept in f.next, so the retry cannot find the backend empty
+// and turn a real answer into a 502).
+func (f *forward) retryStatus(b *Backend, srv *backend.Server, status int, key uint64, tried []*backend.Server) bool {
+	if len(tried)+1 >= b.maxAttempts {
+		return false
+	}
+	next := b.Balancer.Pick(key, append(tried[:len(tried):len(tried)], srv))
+	if next == nil {
+		return false
+	}
+	if !b.budget.TryRetry(f.start.Unix()) {
+		b.budgetRefused(f.h)
+		return false
+	}
+	f.h.logger().Debug("retrying on another server", "frontend", f.h.Name, "backend", b.Name, "server", srv.Name, "status", status, "next", next.Name)
+	f.next = next
+	return true
 }
 
 // beforeResponse handles a failure after the request was (perhaps) sent but before any response

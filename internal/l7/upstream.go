@@ -127,7 +127,7 @@ func NewBackend(bc config.Backend, servers []*backend.Server, t *Transport) (*Ba
 	}
 	maxIdle := bc.Pool.MaxIdle
 	if maxIdle == 0 {
-		maxIdle = 64
+		maxIdle = 256 // config default (defaults.go) for configs built without it
 	}
 	b.proxyProto = config.ProxyProtocolVersion(bc.ProxyProtocol)
 	if b.proxyProto != 0 {
