@@ -52,17 +52,17 @@ type Store struct {
 	minVersion uint16
 	ciphers    []uint16
 	clientAuth tls.ClientAuthType
-	clientCAs  *x509.CertPool
-	// binding is authenticated (not encrypted) with every session ticket, so a ticket only
-	// resumes under the client-certificate policy that issued it: after a reload that tightens
-	// client_auth or changes client_ca, old tickets give a full handshake instead of letting a
-	// client skip the new verification.
-	binding []byte
+	clientMode string // client_auth as configured: none | optional | require
+	// ca is the client-certificate policy in force: the client_ca pool, reloaded when its file
+	// changes, and the ticket binding that goes with it.
+	ca atomic.Pointer[caState]
 
 	idx atomic.Pointer[index]
 
 	mu         sync.Mutex // guards what the index is built from
 	files      []*certFile
+	caPath     string      // client_ca; "" without client_auth
+	caSeen     os.FileInfo // what the watcher last saw of it
 	dynamic    map[string]*entry
 	dynSeq     int
 	challenges map[string]*tls.Certificate
@@ -72,6 +72,34 @@ type Store struct {
 	// watched is closed when the watcher ends (at once when there are no files), so tests can
 	// see it end without holding the Store.
 	watched chan struct{}
+}
+
+// caState is one version of the client-certificate policy.
+type caState struct {
+	pool *x509.CertPool // nil without client_auth
+	// binding is authenticated (not encrypted) with every session ticket, so a ticket only
+	// resumes under the client-certificate policy that issued it: after a reload that tightens
+	// client_auth or changes client_ca (in the config or on disk), old tickets give a full
+	// handshake instead of letting a client skip the new verification.
+	binding []byte
+}
+
+// newCAState builds the policy of client_auth mode with the CA bundle pem (ignored for "none").
+func newCAState(mode string, pem []byte) (*caState, error) {
+	h := sha256.New()
+	h.Write([]byte("waage session ticket v1\x00"))
+	h.Write([]byte(mode))
+	st := &caState{}
+	if mode == "optional" || mode == "require" {
+		st.pool = x509.NewCertPool()
+		if !st.pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("no PEM certificates")
+		}
+		h.Write([]byte{0})
+		h.Write(pem)
+	}
+	st.binding = h.Sum(nil)
+	return st, nil
 }
 
 // certFile is one configured cert/key pair and what the watcher last saw of it.
@@ -128,28 +156,27 @@ func New(cfg *config.FrontendTLS, log *slog.Logger) (*Store, error) {
 			s.ciphers = append(s.ciphers, id)
 		}
 	}
-	h := sha256.New()
-	h.Write([]byte("waage session ticket v1\x00"))
-	h.Write([]byte(cfg.ClientAuth))
+	var pem []byte
 	switch cfg.ClientAuth {
 	case "optional", "require":
 		s.clientAuth = tls.VerifyClientCertIfGiven
 		if cfg.ClientAuth == "require" {
 			s.clientAuth = tls.RequireAndVerifyClientCert
 		}
-		pem, err := os.ReadFile(cfg.ClientCA)
-		if err != nil {
+		s.caPath, s.caSeen = cfg.ClientCA, stat(cfg.ClientCA)
+		var err error
+		if pem, err = os.ReadFile(cfg.ClientCA); err != nil {
 			errs = append(errs, fmt.Errorf("client_ca: %w", err))
-			break
 		}
-		s.clientCAs = x509.NewCertPool()
-		if !s.clientCAs.AppendCertsFromPEM(pem) {
-			errs = append(errs, fmt.Errorf("client_ca: no PEM certificates in %s", cfg.ClientCA))
-		}
-		h.Write([]byte{0})
-		h.Write(pem)
 	}
-	s.binding = h.Sum(nil)
+	if ca, err := newCAState(cfg.ClientAuth, pem); err != nil {
+		if pem != nil {
+			errs = append(errs, fmt.Errorf("client_ca: %w in %s", err, cfg.ClientCA))
+		}
+	} else {
+		s.ca.Store(ca)
+	}
+	s.clientMode = cfg.ClientAuth
 
 	for i, c := range cfg.Certificates {
 		f := &certFile{certPath: c.Cert, keyPath: c.Key}
@@ -168,7 +195,7 @@ func New(cfg *config.FrontendTLS, log *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	s.rebuild()
-	if len(s.files) > 0 {
+	if len(s.files) > 0 || s.caPath != "" {
 		go watch(weak.Make(s), s.stop, s.watched)
 	} else {
 		close(s.watched)
@@ -243,6 +270,32 @@ func (s *Store) poll() {
 	if changed {
 		s.rebuild()
 	}
+	s.pollCA()
+}
+
+// pollCA reloads the client_ca bundle when its file changed. A bundle that fails to load keeps
+// the previous one in force, logged once per change, as for certificates. Handshakes after the
+// swap verify against the new bundle; sessions issued under the old one no longer resume.
+func (s *Store) pollCA() {
+	if s.caPath == "" {
+		return
+	}
+	st := stat(s.caPath)
+	if sameFile(st, s.caSeen) {
+		return
+	}
+	s.caSeen = st
+	pem, err := os.ReadFile(s.caPath)
+	var ca *caState
+	if err == nil {
+		ca, err = newCAState(s.clientMode, pem)
+	}
+	if err != nil {
+		s.log.Warn("client CA bundle not reloaded, still verifying with the previous one", "client_ca", s.caPath, "err", err)
+		return
+	}
+	s.ca.Store(ca)
+	s.log.Info("client CA bundle reloaded", "client_ca", s.caPath)
 }
 
 func (s *Store) warnExpiry(e *entry) {
@@ -456,23 +509,36 @@ func (s *Store) SetChallenge(name string, cert *tls.Certificate) {
 // rather than getting crypto/tls's "no application protocol" alert: for a tcp frontend that
 // client goes to the default backend, as in passthrough mode.
 func (s *Store) ServerConfig(nextProtos []string) *tls.Config {
-	binding := s.binding
-	cfg := &tls.Config{
-		MinVersion:     s.minVersion,
-		CipherSuites:   s.ciphers,
-		ClientAuth:     s.clientAuth,
-		ClientCAs:      s.clientCAs,
-		GetCertificate: s.getCertificate,
-		WrapSession: func(_ tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-			return tickets.wrapSession(ss, binding)
-		},
-		UnwrapSession: func(ticket []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
-			return tickets.unwrapSession(ticket, binding)
-		},
-		NextProtos: slices.Clone(nextProtos),
+	// build makes the configs for one client-CA state: cfg, and plain for clients that offer
+	// ALPN but none of nextProtos. A reloaded client_ca gets its own pair, built at the first
+	// handshake after the swap and kept until the next one.
+	type configs struct {
+		ca         *caState
+		cfg, plain *tls.Config
 	}
-	plain := cfg.Clone()
-	plain.NextProtos = nil
+	build := func(ca *caState) *configs {
+		binding := ca.binding
+		cfg := &tls.Config{
+			MinVersion:     s.minVersion,
+			CipherSuites:   s.ciphers,
+			ClientAuth:     s.clientAuth,
+			ClientCAs:      ca.pool,
+			GetCertificate: s.getCertificate,
+			WrapSession: func(_ tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+				return tickets.wrapSession(ss, binding)
+			},
+			UnwrapSession: func(ticket []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
+				return tickets.unwrapSession(ticket, binding)
+			},
+			NextProtos: slices.Clone(nextProtos),
+		}
+		plain := cfg.Clone()
+		plain.NextProtos = nil
+		return &configs{ca: ca, cfg: cfg, plain: plain}
+	}
+	first := build(s.ca.Load())
+	var cur atomic.Pointer[configs]
+	cur.Store(first)
 	challenge := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{ACMETLS1Protocol},
@@ -483,25 +549,27 @@ func (s *Store) ServerConfig(nextProtos []string) *tls.Config {
 			return nil, fmt.Errorf("no acme-tls/1 challenge for %q", hello.ServerName)
 		},
 	}
-	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		if len(hello.SupportedProtos) == 0 {
-			return nil, nil
+	first.cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		c := cur.Load()
+		if ca := s.ca.Load(); c.ca != ca {
+			c = build(ca)
+			cur.Store(c)
 		}
+		chosen := c.cfg
 		if slices.Equal(hello.SupportedProtos, []string{ACMETLS1Protocol}) &&
 			s.idx.Load().challenges[normalize(hello.ServerName)] != nil {
 			return challenge, nil
 		}
-		if len(cfg.NextProtos) == 0 {
-			return nil, nil
+		if len(hello.SupportedProtos) > 0 && len(nextProtos) > 0 &&
+			!slices.ContainsFunc(hello.SupportedProtos, func(p string) bool { return slices.Contains(nextProtos, p) }) {
+			chosen = c.plain
 		}
-		for _, p := range hello.SupportedProtos {
-			if slices.Contains(cfg.NextProtos, p) {
-				return nil, nil
-			}
+		if chosen == first.cfg {
+			return nil, nil // the config this callback belongs to
 		}
-		return plain, nil
+		return chosen, nil
 	}
-	return cfg
+	return first.cfg
 }
 
 // ClientSubject returns the subject of the verified client certificate (crypto/x509

@@ -380,6 +380,72 @@ func TestClientAuth(t *testing.T) {
 	}
 }
 
+// TestClientCAReload: a client_ca file replaced on disk is in force for the next handshakes,
+// sessions issued under the old bundle do not resume, and a broken replacement keeps the bundle
+// that was loaded before.
+func TestClientCAReload(t *testing.T) {
+	ca := newCA(t, "server CA")
+	oldCA, newCAs := newCA(t, "old client CA"), newCA(t, "new client CA")
+	dir := t.TempDir()
+	pair := ca.writePair(t, dir, "site", leafSpec{label: "v", names: []string{"a.example.com"}})
+	caFile := filepath.Join(dir, "clients.pem")
+	writeAtomic(t, caFile, oldCA.pem)
+	alice := oldCA.tlsCert(t, leafSpec{label: "Example Org", cn: "alice", client: true})
+	bob := newCAs.tlsCert(t, leafSpec{label: "Example Org", cn: "bob", client: true})
+	var logs logBuffer
+	st := newStore(t, &config.FrontendTLS{Certificates: []config.Certificate{pair}, ClientAuth: "require", ClientCA: caFile}, testLogger(&logs))
+	addr := serve(t, st.ServerConfig([]string{"h2", "http/1.1"}))
+	// Each client keeps its sessions: alice's must not resume once her CA is gone.
+	caches := map[*tls.Certificate]tls.ClientSessionCache{alice: tls.NewLRUClientSessionCache(4), bob: tls.NewLRUClientSessionCache(4)}
+	try := func(cert *tls.Certificate, alpn ...string) (*session, error) {
+		c := clientFor(ca, "a.example.com")
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+		c.ClientSessionCache = caches[cert]
+		c.NextProtos = alpn
+		return dial(addr, c)
+	}
+	s, err := try(alice)
+	if err != nil {
+		t.Fatalf("alice before the swap: %v", err)
+	}
+	s.conn.Close()
+	if _, err := try(bob); err == nil {
+		t.Fatal("bob accepted before the swap")
+	}
+
+	writeAtomic(t, caFile, newCAs.pem)
+	waitFor(t, 5*time.Second, "the new client CA in force", func() bool {
+		s, err := try(bob)
+		if err == nil {
+			s.conn.Close()
+		}
+		return err == nil
+	})
+	for _, alpn := range [][]string{nil, {"h2"}, {"imap"}} {
+		s, err := try(bob, alpn...)
+		if err != nil {
+			t.Fatalf("bob with ALPN %v after the swap: %v", alpn, err)
+		}
+		s.conn.Close()
+		// alice holds a session ticket from before the swap: it must not let her in.
+		if s, err := try(alice, alpn...); err == nil {
+			s.conn.Close()
+			t.Fatalf("alice with ALPN %v accepted after the swap (resumed: %v)", alpn, s.conn.ConnectionState().DidResume)
+		}
+	}
+	if logs.count("client CA bundle reloaded") != 1 {
+		t.Errorf("log:\n%s", logs.String())
+	}
+
+	writeAtomic(t, caFile, []byte("not a certificate"))
+	waitFor(t, 5*time.Second, "the broken bundle noticed", func() bool { return logs.count("client CA bundle not reloaded") == 1 })
+	if s, err := try(bob); err != nil {
+		t.Fatalf("bob after a broken replacement: %v", err)
+	} else {
+		s.conn.Close()
+	}
+}
+
 func TestClientCAErrors(t *testing.T) {
 	ca := newCA(t, "CA")
 	dir := t.TempDir()
