@@ -193,6 +193,9 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	case durationType:
 		d.duration(n, v, path)
 		return
+	case byteSizeType:
+		d.byteSize(n, v, path)
+		return
 	case stringListType:
 		if n.Kind == yaml.SequenceNode {
 			d.sequence(n, v, path)

@@ -33,7 +33,8 @@ const (
 // downstream packages never need to know a default. It is idempotent.
 //
 // The defaults: log level info, format text, access stdout, access_format combined; frontend mode
-// http, timeouts client_header 10s, client_idle 60s and tunnel 1h; route name "route<index>"; backend algorithm
+// http, timeouts client_header 10s (or limits.header_timeout, its other name), client_idle 60s
+// and tunnel 1h; limits.request_rate per 1s and burst = rate; route name "route<index>"; backend algorithm
 // round_robin, hash_key uri when the algorithm is hash, timeouts connect 5s and response 60s, pool
 // max_idle 256 (also for 0; -1 stays and disables pooling) and idle_timeout 30s; health_check type
 // tcp, interval 2s, timeout 1s, rise 2, fall 3, initial up (http: method GET, path /, expect_status
@@ -49,17 +50,26 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.Frontends {
 		f := &c.Frontends[i]
 		orDefault(&f.Mode, defaultMode)
+		// limits.header_timeout and timeouts.client_header are one setting under two names.
+		orDefault(&f.Timeouts.ClientHeader, f.Limits.HeaderTimeout)
 		orDefault(&f.Timeouts.ClientHeader, Duration(defaultClientHeader))
+		f.Limits.RequestRate.applyDefaults()
 		orDefault(&f.Timeouts.ClientIdle, Duration(defaultClientIdle))
 		orDefault(&f.Timeouts.Tunnel, Duration(defaultTunnel))
 		f.applyL4Defaults()
 		for j := range f.Routes {
 			r := &f.Routes[j]
 			orDefault(&r.Name, defaultRouteName(j))
+			if r.Limits != nil {
+				r.Limits.RequestRate.applyDefaults()
+			}
 			for k, h := range r.Match.Host {
 				r.Match.Host[k] = strings.ToLower(h)
 			}
 		}
+	}
+	for i := range c.VRRP {
+		c.VRRP[i].ApplyDefaults()
 	}
 	for i := range c.Backends {
 		b := &c.Backends[i]

@@ -37,7 +37,7 @@ var parseErrorCases = []struct {
 	{
 		name: "unknown top-level key",
 		data: "admn:\n  listen: x\n",
-		want: []string{`t.yaml:1:1: unknown key "admn" (valid: admin, log, frontends, backends)`},
+		want: []string{`t.yaml:1:1: unknown key "admn" (valid: admin, log, frontends, backends, vrrp)`},
 	},
 	{
 		name: "unknown nested key",
@@ -603,6 +603,25 @@ var parseErrorCases = []struct {
 			"t.yaml:2:46: backends[0].proxy_protocol: not with protocol h2c: an HTTP/2 connection carries the streams of many clients, and a PROXY header names one",
 		},
 	},
+	{
+		name: "limits and access",
+		data: backendB + "frontends:\n  - name: a\n    listen: [\":0\"]\n    default_backend: b\n    limits: {max_connections: -1, packet_rate_per_source: 5, max_header_bytes: 100MB, max_uri_bytes: 8, max_body_bytes: 10XB, request_rate: {rate: 0, key: \"header:\"}}\n    access: {deny: [10.0.0.0/33]}\n    routes:\n      - {backend: b, limits: {max_connections: 5}}\n  - {name: t, mode: tcp, listen: [\":0\"], backend: b, limits: {max_body_bytes: 1KB, packet_rate_per_source: 1}}\n  - {name: u, mode: udp, listen: [\":0\"], backend: b, limits: {max_connections_per_source: 3}, timeouts: {client_header: 5s}}\n  - {name: h, listen: [\":0\"], limits: {header_timeout: 3s}, timeouts: {client_header: 5s}}\n",
+		want: []string{
+			"t.yaml:7:31: frontends[0].limits.max_connections: must be 0 (no limit) or more",
+			"t.yaml:7:59: frontends[0].limits.packet_rate_per_source: not used on http frontends (only udp)",
+			"t.yaml:7:80: frontends[0].limits.max_header_bytes: must be between 1KB and 64KB, got 104857600",
+			"t.yaml:7:102: frontends[0].limits.max_uri_bytes: must be at least 16 bytes, got 8",
+			"t.yaml:7:121: frontends[0].limits.max_body_bytes: expected a size like 32768, 32KB or 100MB, got \"10XB\"",
+			"t.yaml:7:148: frontends[0].limits.request_rate.rate: must be 1 or more",
+			"t.yaml:7:156: frontends[0].limits.request_rate.key: must be source, header:NAME or cookie:NAME, got \"header:\"",
+			"t.yaml:8:21: frontends[0].access.deny[0]: invalid source \"10.0.0.0/33\": want a CIDR (10.0.0.0/8) or an IP address",
+			"t.yaml:10:30: frontends[0].routes[0].limits: a route may set only request_rate, min_body_rate and max_body_bytes; the others are the frontend's",
+			"t.yaml:11:79: frontends[1].limits.max_body_bytes: only used on http frontends",
+			"t.yaml:11:108: frontends[1].limits.packet_rate_per_source: not used on tcp frontends (only udp)",
+			"t.yaml:12:91: frontends[2].limits.max_connections_per_source: not used on udp frontends (only http, tcp)",
+			"t.yaml:13:56: frontends[3].limits.header_timeout: differs from timeouts.client_header, which is the same setting; set one",
+		},
+	},
 }
 
 func TestParseErrors(t *testing.T) {
@@ -651,6 +670,7 @@ var parseValidCases = []struct {
 	{name: "acme only, on a tcp frontend with tls-alpn-01", data: backendB + "frontends:\n  - {name: t, mode: tcp, listen: [\":0\"], backend: b, tls: {acme: {directory: \"https://acme.example/directory\", domains: [a.example.com], challenges: [tls-alpn-01]}}}\n  - {name: u, mode: tcp, listen: [\":0\"], backend: b, tls: {acme: {directory: \"https://acme.example/directory\", domains: [a.example.com]}}}\n"},
 	{name: "client_auth none with no client_ca", data: backendB + "frontends:\n  - {name: t, mode: tcp, listen: [\":0\"], backend: b, tls: {certificates: [{cert: a.pem, key: a.key}], client_auth: none}}\n"},
 	{name: "redirect_https with https_port, h2c on plaintext", data: backendB + "frontends:\n  - {name: a, listen: [\":0\"], default_backend: b, redirect_https: true, https_port: 8443}\n  - {name: c, listen: [\":0\"], default_backend: b, h2c: true}\n"},
+	{name: "limits and access of every mode", data: backendB + "frontends:\n  - name: a\n    listen: [\":0\"]\n    default_backend: b\n    limits: {max_connections: 20000, max_connections_per_source: 100, connection_rate_per_source: 200, request_rate: {rate: 100, per: 1s, burst: 200, key: source}, header_timeout: 10s, min_body_rate: 1024, max_header_bytes: 32KB, max_uri_bytes: 8192, max_body_bytes: 100MB}\n    access: {allow: [10.0.0.0/8, \"::1\"], deny: [203.0.113.0/24]}\n    routes:\n      - {backend: b, limits: {request_rate: {rate: 5, key: \"header:X-Api-Key\"}, max_body_bytes: 1GiB, min_body_rate: 1k}}\n      - {backend: b, limits: {request_rate: {rate: 5, key: \"cookie:session\"}}}\n  - {name: t, mode: tcp, listen: [\":0\"], backend: b, limits: {max_connections: 10, max_connections_per_source: 2, connection_rate_per_source: 5}, access: {deny: [127.0.0.2]}}\n  - {name: u, mode: udp, listen: [\":0\"], backend: b, limits: {packet_rate_per_source: 1000}, access: {allow: [127.0.0.0/8]}}\n"},
 	{name: "backend protocols", data: "backends:\n  - {name: a, protocol: h2}\n  - {name: b, protocol: h2c}\n  - {name: c, protocol: http1, tls: {ca: ca.pem, cert: c.pem, key: c.key, server_name: internal.example}}\n  - {name: d, protocol: h2, tls: {insecure_skip_verify: true}}\n"},
 }
 

@@ -14,6 +14,8 @@ type Config struct {
 	Log       Log        `yaml:"log"`
 	Frontends []Frontend `yaml:"frontends"`
 	Backends  []Backend  `yaml:"backends"`
+	// VRRP lists the VRRPv3 instances that keep virtual IPs on this balancer or its peer.
+	VRRP []VRRP `yaml:"vrrp"`
 
 	// File is the path the configuration was loaded from; it prefixes error messages.
 	File string `yaml:"-"`
@@ -64,6 +66,10 @@ type Frontend struct {
 	// H2C serves HTTP/2 without TLS (prior knowledge) beside HTTP/1.1 on a plaintext http
 	// frontend.
 	H2C bool `yaml:"h2c"`
+	// Limits protect against floods and slow clients (limits.go).
+	Limits Limits `yaml:"limits"`
+	// Access lists the sources served (allow) and refused (deny).
+	Access Access `yaml:"access"`
 }
 
 // FrontendTLS is the certificate and protocol setup of a TLS-terminating frontend.
@@ -157,6 +163,8 @@ type Route struct {
 	RequestHeaders HeaderOps `yaml:"request_headers"`
 	// ResponseHeaders change the response before it goes to the client.
 	ResponseHeaders HeaderOps `yaml:"response_headers"`
+	// Limits override the frontend's per-request limits for this route's requests.
+	Limits *Limits `yaml:"limits"`
 }
 
 // Match lists conditions that must all hold. An empty Match matches everything.

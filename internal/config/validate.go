@@ -52,6 +52,7 @@ func validate(c *Config, file string, src *sourceMap) ErrorList {
 	for i := range c.Frontends {
 		v.frontend(indexPath("frontends", i), &c.Frontends[i], seen, listens)
 	}
+	v.vrrp(c.VRRP)
 	return v.errs
 }
 
@@ -263,6 +264,10 @@ func (v *validator) frontend(p string, f *Frontend, seen, listens map[string]str
 	}
 	v.ref(p+".backend", f.Backend)
 	v.ref(p+".default_backend", f.DefaultBackend)
+	v.limits(p, &f.Limits, &f.Access, mode)
+	if f.Limits.HeaderTimeout != 0 && f.Timeouts.ClientHeader != 0 && f.Limits.HeaderTimeout != f.Timeouts.ClientHeader {
+		v.errorf(p+".limits.header_timeout", "differs from timeouts.client_header, which is the same setting; set one")
+	}
 	v.l4Frontend(p, f, mode)
 	routeNames := map[string]string{}
 	for j := range f.Routes {
@@ -360,6 +365,7 @@ func (v *validator) route(p string, j int, r *Route, mode string, names map[stri
 	}
 	v.headerOps(p+".request_headers", &r.RequestHeaders, true)
 	v.headerOps(p+".response_headers", &r.ResponseHeaders, false)
+	v.routeLimits(p, r.Limits, mode)
 }
 
 func (v *validator) match(p string, m *Match) {
