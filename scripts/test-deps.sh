@@ -7,8 +7,9 @@ need=""
 # The health-check tests run real peers: redis-server (tcp send/expect), dnsmasq (udp, a DNS
 # query) and ip from iproute2 (icmp across a veth pair into a network namespace); the L4 tests
 # run Dovecot (IMAP behind the PROXY protocol); the ACME tests run pebble, the ACME test CA, with
-# pebble-challtestsrv (same package) as its DNS server.
-for pair in nginx:nginx-light haproxy:haproxy curl:curl wrk:wrk redis-server:redis-server dnsmasq:dnsmasq-base ip:iproute2 dovecot:dovecot-imapd pebble:pebble; do
+# pebble-challtestsrv (same package) as its DNS server; the dashboard test drives chromium
+# (headless, through chromedp); the VRRP tests run keepalived as a peer.
+for pair in nginx:nginx-light haproxy:haproxy curl:curl wrk:wrk redis-server:redis-server dnsmasq:dnsmasq-base ip:iproute2 dovecot:dovecot-imapd pebble:pebble keepalived:keepalived chromium:chromium; do
 	cmd=${pair%%:*}
 	pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need="$need $pkg"
@@ -40,7 +41,7 @@ if [ -n "$need" ]; then
 		trap - EXIT
 	fi
 	# Where a start got through anyway (another policy-rc.d, systemd), stop the services again.
-	for svc in nginx haproxy redis-server dovecot; do
+	for svc in nginx haproxy redis-server dovecot keepalived; do
 		if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 	done
 fi

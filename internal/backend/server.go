@@ -7,6 +7,7 @@ package backend
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,6 +91,29 @@ type Server struct {
 	// Checks counts active health checks run against the server.
 	Checks    atomic.Uint64
 	lastCheck atomic.Pointer[CheckResult]
+	// CheckDuration is how long the active checks took.
+	CheckDuration Histogram
+
+	// Traffic counters for metrics and the admin API: plain atomics, read at scrape time.
+	//
+	// Responses counts the statuses clients got, by class (index 1 = 1xx ... 5 = 5xx), once per
+	// finished request that the server handled last, including answers waage made for the server
+	// (502, 504) after it failed.
+	Responses [6]atomic.Uint64
+	// BytesIn and BytesOut count bytes from clients to the server and back: HTTP body bytes, or
+	// every byte of an L4 session.
+	BytesIn, BytesOut atomic.Uint64
+	// ConnectErrors counts failed connects (refused, timed out, TLS or PROXY start failed).
+	ConnectErrors atomic.Uint64
+	// Retries counts attempts the server received as a retry: a request or connection that had
+	// failed on another server, or on a stale pooled connection to this one.
+	Retries atomic.Uint64
+	// Duration is the request duration (from the request head to the last response byte) of
+	// the HTTP requests the server handled.
+	Duration Histogram
+
+	// events is the Registry's event log (nil for servers made with NewServer).
+	events *EventLog
 
 	cfgMu     sync.Mutex
 	cfgSeen   bool
@@ -105,12 +129,48 @@ func (s *Server) ApplyConfig(weight int, st State) {
 	s.cfgMu.Lock()
 	defer s.cfgMu.Unlock()
 	if !s.cfgSeen || weight != s.cfgWeight {
+		if old := s.Weight(); s.cfgSeen && old != weight {
+			s.Event("weight", strconv.Itoa(old), strconv.Itoa(weight), "", "config")
+		}
 		s.SetWeight(weight)
 	}
 	if !s.cfgSeen || st != s.cfgState {
+		if old := s.State(); s.cfgSeen && old != st {
+			s.Event("state", old.String(), st.String(), "", "config")
+		}
 		s.SetState(st)
 	}
 	s.cfgSeen, s.cfgWeight, s.cfgState = true, weight, st
+}
+
+// Event records a change of the server in its registry's event log (nothing for a server made
+// with NewServer).
+func (s *Server) Event(kind, from, to, detail, source string) {
+	s.events.Add(Event{Backend: s.Backend, Server: s.Name, Kind: kind, From: from, To: to, Detail: detail, Source: source})
+}
+
+// RecordResponse counts one finished HTTP request the server handled: the status the client
+// got, the body bytes each way and the duration.
+func (s *Server) RecordResponse(status int, in, out int64, d time.Duration) {
+	s.Responses[StatusClass(status)].Add(1)
+	// Most requests have no body and many answers none either: a test is cheaper than an
+	// atomic add of 0.
+	if in > 0 {
+		s.BytesIn.Add(uint64(in))
+	}
+	if out > 0 {
+		s.BytesOut.Add(uint64(out))
+	}
+	s.Duration.Observe(d)
+}
+
+// StatusClass is the index of a status in a by-class counter array: 1 for 1xx ... 5 for 5xx, 0
+// for anything else.
+func StatusClass(status int) int {
+	if c := status / 100; c >= 1 && c <= 5 {
+		return c
+	}
+	return 0
 }
 
 // NewServer returns a healthy, ready server with weight 1. Tests and tools use it directly; the
@@ -207,6 +267,16 @@ func (s *Server) SetHealthy(ok bool) bool {
 	if changed && ok {
 		s.startRamp()
 	}
+	if changed && s.events != nil {
+		from, to, detail := "down", "up", ""
+		if !ok {
+			from, to = "up", "down"
+			if r := s.lastCheck.Load(); r != nil {
+				detail = r.Err
+			}
+		}
+		s.Event("health", from, to, detail, "check")
+	}
 	return changed
 }
 
@@ -215,15 +285,21 @@ type CheckResult struct {
 	At time.Time
 	// Err says why the check failed; empty when it passed.
 	Err string
+	// Duration is how long the check took (0 when not measured).
+	Duration time.Duration
 }
 
-// SetLastCheck records the outcome of an active check, for the admin API.
-func (s *Server) SetLastCheck(err error) {
-	r := &CheckResult{At: time.Now()}
+// RecordCheck records the outcome of an active check and how long it took, for the admin API and
+// the check duration histogram.
+func (s *Server) RecordCheck(err error, took time.Duration) {
+	r := &CheckResult{At: time.Now(), Duration: took}
 	if err != nil {
 		r.Err = err.Error()
 	}
 	s.lastCheck.Store(r)
+	if took > 0 {
+		s.CheckDuration.Observe(took)
+	}
 }
 
 // LastCheck is the outcome of the latest active check; nil before the first.
@@ -238,6 +314,13 @@ func (s *Server) SetEjected(e bool) bool {
 	changed := s.ejected.Swap(e) != e
 	if changed && !e {
 		s.startRamp()
+	}
+	if changed && s.events != nil {
+		if e {
+			s.Event("ejection", "in", "ejected", "", "outlier")
+		} else {
+			s.Event("ejection", "ejected", "in", "", "outlier")
+		}
 	}
 	return changed
 }
@@ -320,12 +403,18 @@ func (s *Server) Latency() time.Duration { return time.Duration(s.ewma.Load()) }
 // Registry hands out Servers by identity so that a reload finds the state of servers it already
 // knew. It is safe for concurrent use.
 type Registry struct {
-	mu sync.Mutex
-	m  map[Key]*Server
+	mu     sync.Mutex
+	m      map[Key]*Server
+	events *EventLog
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{m: make(map[Key]*Server)} }
+func NewRegistry() *Registry {
+	return &Registry{m: make(map[Key]*Server), events: NewEventLog(DefaultEventLogSize)}
+}
+
+// Events is the log of changes of the registry's servers (health, ejection, state, weight).
+func (r *Registry) Events() *EventLog { return r.events }
 
 // Server returns the server with this identity, creating a healthy, ready one with weight 1 when it
 // is new. The caller applies the configured weight and state only to new servers (Fresh tells).
@@ -336,6 +425,7 @@ func (r *Registry) Server(k Key) (s *Server, fresh bool) {
 		return s, false
 	}
 	s = NewServer(k.Backend, k.Name, k.Address)
+	s.events = r.events
 	r.m[k] = s
 	return s, true
 }

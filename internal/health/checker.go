@@ -237,13 +237,15 @@ func (c *checker) loop(ctx context.Context) {
 // check runs one probe and publishes a state change once rise or fall is reached.
 func (c *checker) check(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, c.hc.Timeout.D())
+	start := time.Now()
 	err := c.prober.Probe(pctx, c.target)
+	took := time.Since(start)
 	cancel()
 	if ctx.Err() != nil {
 		return // stopped mid-check: the result says nothing about the server
 	}
 	c.srv.Checks.Add(1)
-	c.srv.SetLastCheck(err)
+	c.srv.RecordCheck(err, took)
 	if err == nil {
 		c.ok++
 		c.fail = 0

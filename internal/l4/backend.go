@@ -206,6 +206,9 @@ func (b *Backend) dial(ctx context.Context, network string, client netip.AddrPor
 			}
 			return nil, nil, err
 		}
+		if attempt > 0 {
+			s.Retries.Add(1)
+		}
 		dctx, cancel := context.WithTimeout(ctx, b.connectTO)
 		c, err := b.dialer.DialContext(dctx, network, s.Address)
 		cancel()
@@ -218,6 +221,7 @@ func (b *Backend) dial(ctx context.Context, network string, client netip.AddrPor
 		}
 		b.release(s)
 		s.Failures.Add(1)
+		s.ConnectErrors.Add(1)
 		b.Outlier.Failure(s, err)
 		logf("connect to server failed", "backend", b.Name, "server", s.Name, "err", err)
 		lastErr = err

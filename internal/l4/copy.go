@@ -24,26 +24,32 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 //
 // Two plain TCP sockets go to the event loops of package relay (splice for bulk transfers);
 // anything else (a terminated TLS connection) is copied by two goroutines through buffers.
-func proxyCopy(tc *tcpConn, client, server net.Conn, idle time.Duration) {
+//
+// It returns the bytes moved client to server (up) and back (down), and how the session ended
+// (the relay does not tell an idle timeout from a close).
+func proxyCopy(tc *tcpConn, client, server net.Conn, idle time.Duration) (up, down int64, term string) {
 	ct, ok1 := client.(*net.TCPConn)
 	st, ok2 := server.(*net.TCPConn)
 	if ok1 && ok2 {
 		if s, err := relay.Start(ct, st, idle); err == nil {
 			tc.setSession(s)
 			s.Wait()
-			return
+			up, down = s.Bytes()
+			return up, down, copyTermination(tc.isClosed())
 		}
 	}
 	var act activity
 	act.touch()
 	var wg sync.WaitGroup
 	wg.Add(1)
+	var upErr error
 	go func() {
 		defer wg.Done()
-		copyHalf(client, server, idle, &act, client, server)
+		up, upErr = copyHalf(server, client, idle, &act, client, server)
 	}()
-	copyHalf(server, client, idle, &act, client, server)
+	down, downErr := copyHalf(client, server, idle, &act, client, server)
 	wg.Wait()
+	return up, down, copyTermination(tc.isClosed(), upErr, downErr)
 }
 
 // activity records when bytes last moved in either direction, so one direction's idle deadline
@@ -54,11 +60,11 @@ func (a *activity) touch()               { a.last.Store(time.Now().UnixNano()) }
 func (a *activity) since() time.Duration { return time.Duration(time.Now().UnixNano() - a.last.Load()) }
 
 // copyHalf copies src to dst until EOF, an error or the idle timeout. On EOF it half-closes dst;
-// on an error or timeout it closes both connections, which ends the other direction too.
-func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, server net.Conn) {
+// on an error or timeout it closes both connections, which ends the other direction too. It
+// returns the bytes copied and what ended the copy (io.EOF at the end of src).
+func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, server net.Conn) (total int64, err error) {
 	bufp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bufp)
-	var err error
 	var deadline time.Time
 	for {
 		now := time.Now()
@@ -70,6 +76,7 @@ func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, serv
 		}
 		var n int64
 		n, err = copyBuffered(dst, src, *bufp, idle)
+		total += n
 		if n > 0 {
 			act.touch()
 		}
@@ -84,12 +91,13 @@ func copyHalf(dst, src net.Conn, idle time.Duration, act *activity, client, serv
 	}
 	if errors.Is(err, io.EOF) {
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-			return
+			return total, err
 		}
 	}
 	// An error, the idle timeout, or a peer that cannot half-close: end both directions.
 	client.Close()
 	server.Close()
+	return total, err
 }
 
 // copyBuffered copies until EOF, an error, the read deadline or reArm bytes, through buf. Unlike

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/waage/waage/internal/guard"
 	"github.com/waage/waage/internal/listener"
 	"github.com/waage/waage/internal/proxyproto"
 	"github.com/waage/waage/internal/relay"
@@ -121,10 +122,18 @@ type TCPHandler struct {
 	// IdleTimeout closes a connection when no byte moved either way for this long.
 	IdleTimeout time.Duration
 	Logger      *slog.Logger
+	// AccessLog receives one Session per connection when it ends; nil: none.
+	AccessLog SessionLog
+	// Guard admits connections (access lists, per-source caps and rates, max_connections) and
+	// counts refusals; nil: none.
+	Guard *guard.Guard
 }
 
 // TCPStats counts what happened to a tcp frontend's connections.
 type TCPStats struct {
+	Active    atomic.Int64  // open connections
+	BytesIn   atomic.Uint64 // from clients to servers, counted when a connection ends
+	BytesOut  atomic.Uint64 // from servers to clients, counted when a connection ends
 	Accepted  atomic.Uint64
 	Proxied   atomic.Uint64
 	NotTLS    atomic.Uint64 // first bytes were not a TLS ClientHello (peek mode)
@@ -143,6 +152,8 @@ type TCPServer struct {
 
 	listeners listener.Set
 	closing   atomic.Bool
+	stop      chan struct{} // closed by Shutdown: ends waits for a place under max_connections
+	stopOnce  sync.Once
 	mu        sync.Mutex
 	conns     map[*tcpConn]struct{}
 	wg        sync.WaitGroup
@@ -150,7 +161,7 @@ type TCPServer struct {
 
 // NewTCPServer returns a server using h.
 func NewTCPServer(h *TCPHandler) *TCPServer {
-	s := &TCPServer{conns: map[*tcpConn]struct{}{}}
+	s := &TCPServer{conns: map[*tcpConn]struct{}{}, stop: make(chan struct{})}
 	s.handler.Store(h)
 	return s
 }
@@ -173,9 +184,24 @@ func (s *TCPServer) Serve(ln net.Listener) error {
 func (s *TCPServer) serveConn(c net.Conn) {
 	s.Stats.Accepted.Add(1)
 	tc := &tcpConn{srv: s, c: c}
+	h := s.handler.Load()
+	if g := h.Guard; g != nil {
+		// A place under max_connections first: waiting here holds up the accept loop, so the
+		// kernel's backlog takes the rest. Then, unless a PROXY header is still to name the
+		// client, the access lists and per-source limits.
+		if tc.slot = g.Slot(s.stop); tc.slot == nil {
+			c.Close()
+			return
+		}
+		if h.ProxyTrusted == nil && !tc.admit(g, addrPort(c.RemoteAddr()).Addr()) {
+			c.Close()
+			return
+		}
+	}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
+		tc.release()
 		c.Close()
 		return
 	}
@@ -195,6 +221,7 @@ func (s *TCPServer) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing.Store(true)
 	s.mu.Unlock()
+	s.stopOnce.Do(func() { close(s.stop) })
 	s.listeners.CloseAll()
 	done := make(chan struct{})
 	go func() {
@@ -223,6 +250,36 @@ type tcpConn struct {
 	upstream net.Conn
 	session  *relay.Session // once relay took the sockets over
 	closed   bool
+	// ticket and slot are what the frontend's guard gave the connection.
+	ticket *guard.Ticket
+	slot   func()
+}
+
+// admit applies the guard's access lists and per-source limits to client; false: refused.
+func (tc *tcpConn) admit(g *guard.Guard, client netip.Addr) bool {
+	t, r := g.Admit(client, time.Now())
+	if r != guard.Admitted {
+		tc.release()
+		return false
+	}
+	tc.ticket = t
+	return true
+}
+
+// release gives back what the guard gave the connection.
+func (tc *tcpConn) release() {
+	tc.ticket.Done()
+	tc.ticket = nil
+	if tc.slot != nil {
+		tc.slot()
+		tc.slot = nil
+	}
+}
+
+func (tc *tcpConn) isClosed() bool {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.closed
 }
 
 func (tc *tcpConn) closeAll() {
@@ -249,6 +306,7 @@ func (tc *tcpConn) setSession(s *relay.Session) {
 }
 
 func (tc *tcpConn) done() {
+	tc.release()
 	tc.srv.mu.Lock()
 	delete(tc.srv.conns, tc)
 	tc.srv.mu.Unlock()
@@ -257,14 +315,17 @@ func (tc *tcpConn) done() {
 
 func (tc *tcpConn) serve(h *TCPHandler) {
 	defer tc.done()
+	st := &tc.srv.Stats
+	st.Active.Add(1)
+	client := addrPort(tc.c.RemoteAddr())
+	sess := Session{Start: time.Now(), Transport: "tcp", Client: client, Frontend: h.Name, Termination: TermError}
+	defer tc.finish(h, &sess)
 	defer func() {
 		if p := recover(); p != nil {
 			h.Logger.Error("tcp connection panicked", "frontend", h.Name, "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
 	defer tc.c.Close()
-	st := &tc.srv.Stats
-	client := addrPort(tc.c.RemoteAddr())
 	local := addrPort(tc.c.LocalAddr())
 	var prefix []byte // bytes read from the client that the server must get first
 	deadline := time.Now().Add(h.HandshakeTimeout)
@@ -273,9 +334,15 @@ func (tc *tcpConn) serve(h *TCPHandler) {
 		tc.c.SetReadDeadline(deadline)
 		var err error
 		client, local, prefix, err = proxyproto.Accept(tc.c, make([]byte, 256), h.ProxyTrusted, client, local)
+		sess.Client = client
 		if err != nil {
 			st.Rejected.Add(1)
+			sess.Termination = TermRejected
 			h.Logger.Debug("PROXY header refused", "frontend", h.Name, "client", client, "err", err)
+			return
+		}
+		if g := h.Guard; g != nil && !tc.admit(g, client.Addr()) {
+			sess.Termination = TermRejected
 			return
 		}
 	}
@@ -292,12 +359,14 @@ func (tc *tcpConn) serve(h *TCPHandler) {
 		tlsConn.SetDeadline(deadline)
 		if err := tlsConn.Handshake(); err != nil {
 			st.TLSFailed.Add(1)
+			sess.Termination = TermTLSFailed
 			h.Logger.Debug("TLS handshake failed", "frontend", h.Name, "client", client, "err", err)
 			return
 		}
 		tlsConn.SetDeadline(time.Time{})
 		cs := tlsConn.ConnectionState()
 		if cs.NegotiatedProtocol == tlsx.ACMETLS1Protocol {
+			sess.Termination = TermACME
 			return // an ACME tls-alpn-01 validation: the handshake was all it wanted
 		}
 		hello = &ClientHello{ServerName: strings.ToLower(cs.ServerName)} // as PeekClientHello; crypto/tls keeps the case
@@ -318,10 +387,13 @@ func (tc *tcpConn) serve(h *TCPHandler) {
 			switch {
 			case errors.Is(err, ErrNotTLS):
 				st.NotTLS.Add(1)
+				sess.Termination = TermNotTLS
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				st.Timeouts.Add(1)
+				sess.Termination = TermHandshakeTimeout
 			default:
 				st.BadHello.Add(1)
+				sess.Termination = TermBadHello
 			}
 			h.Logger.Debug("not a TLS ClientHello; closed", "frontend", h.Name, "client", client, "err", err)
 			return
@@ -344,23 +416,33 @@ func (tc *tcpConn) serve(h *TCPHandler) {
 	}
 	if b == nil {
 		st.NoBackend.Add(1)
+		sess.Termination = TermNoRoute
 		h.Logger.Debug("no route for connection; closed", "frontend", h.Name, "client", client)
 		return
 	}
+	sess.Backend = b.Name
 	logf := func(msg string, args ...any) {
 		h.Logger.Warn(msg, append([]any{"frontend", h.Name}, args...)...)
 	}
 	up, srv, err := b.dial(context.Background(), "tcp", client, logf)
 	if err != nil {
 		st.NoBackend.Add(1)
+		sess.Termination = dialTermination(err)
 		h.Logger.Warn("connection not proxied", "frontend", h.Name, "backend", b.Name, "client", client, "err", err)
 		return
 	}
 	defer b.release(srv)
+	sess.Server = srv.Name
 	tc.mu.Lock()
 	tc.upstream = up
 	tc.mu.Unlock()
 	defer up.Close()
+	// The client's bytes read ahead (a peeked ClientHello) count as sent; the PROXY header not.
+	sess.BytesIn = int64(len(prefix))
+	defer func() {
+		srv.BytesIn.Add(uint64(sess.BytesIn))
+		srv.BytesOut.Add(uint64(sess.BytesOut))
+	}()
 	if b.proxyProto != 0 {
 		hdr := proxyproto.For(b.proxyProto, client, local)
 		buf, err := hdr.AppendBinary(make([]byte, 0, 64+len(prefix)))
@@ -380,7 +462,22 @@ func (tc *tcpConn) serve(h *TCPHandler) {
 	tc.mu.Lock()
 	cl := tc.c
 	tc.mu.Unlock()
-	proxyCopy(tc, cl, up, h.IdleTimeout)
+	upN, downN, term := proxyCopy(tc, cl, up, h.IdleTimeout)
+	sess.BytesIn += upN
+	sess.BytesOut = downN
+	sess.Termination = term
+}
+
+// finish counts a connection that ended in the frontend's stats and writes its access log line.
+func (tc *tcpConn) finish(h *TCPHandler, sess *Session) {
+	st := &tc.srv.Stats
+	st.Active.Add(-1)
+	st.BytesIn.Add(uint64(sess.BytesIn))
+	st.BytesOut.Add(uint64(sess.BytesOut))
+	if h.AccessLog != nil {
+		sess.Duration = time.Since(sess.Start)
+		h.AccessLog.LogSession(sess)
+	}
 }
 
 // addrPort converts a net.Addr from a TCP or UDP socket.

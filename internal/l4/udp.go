@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/waage/waage/internal/backend"
+	"github.com/waage/waage/internal/guard"
 )
 
 // maxDatagram is the largest UDP payload (65535 minus the IPv4 and UDP headers).
@@ -30,6 +31,11 @@ type UDPHandler struct {
 	// server.
 	PerPacket bool
 	Logger    *slog.Logger
+	// AccessLog receives one Session per flow when it ends; nil: none.
+	AccessLog SessionLog
+	// Guard applies the access lists, the live deny list and packet_rate_per_source to every
+	// datagram, and counts refusals; nil: none.
+	Guard *guard.Guard
 }
 
 // UDPStats counts a udp frontend's traffic.
@@ -39,6 +45,8 @@ type UDPStats struct {
 	Datagrams   atomic.Uint64 // from clients
 	Replies     atomic.Uint64 // to clients
 	Dropped     atomic.Uint64 // no server, flow table full, send failed
+	// BytesIn and BytesOut count the payload bytes forwarded to servers and back to clients.
+	BytesIn, BytesOut atomic.Uint64
 }
 
 // UDPServer proxies datagrams from one listening socket. Each client address gets a flow: its
@@ -65,6 +73,10 @@ type flow struct {
 	closed   atomic.Bool
 	perPkt   bool
 	released sync.Once
+	// For the access log: the handler the flow started with, when, and the payload bytes each way.
+	h       *UDPHandler
+	start   time.Time
+	in, out atomic.Int64
 }
 
 // NewUDPServer serves pc with h.
@@ -107,13 +119,17 @@ func (s *UDPServer) Serve() error {
 
 func (s *UDPServer) datagram(p []byte, client netip.AddrPort) {
 	h := s.handler.Load()
+	if g := h.Guard; g != nil && !g.Packet(client.Addr(), time.Now()) {
+		s.Stats.Dropped.Add(1)
+		return
+	}
 	s.mu.Lock()
 	f := s.flows[client]
 	if f != nil && f.srv != nil && !f.srv.AcceptsPinned() {
 		// The flow's server went DOWN, was ejected or put in maintenance: the client's traffic
 		// moves to a server that can take it (a WireGuard tunnel re-handshakes there).
 		s.mu.Unlock()
-		s.endFlow(f)
+		s.endFlow(f, TermServerUnavailable)
 		s.mu.Lock()
 		f = s.flows[client]
 	}
@@ -125,6 +141,9 @@ func (s *UDPServer) datagram(p []byte, client netip.AddrPort) {
 		if len(s.flows) >= h.MaxFlows && h.MaxFlows > 0 {
 			s.mu.Unlock()
 			s.Stats.Dropped.Add(1)
+			if h.Guard != nil {
+				h.Guard.Refuse(guard.FlowLimit, client.Addr(), time.Now())
+			}
 			return
 		}
 		var err error
@@ -146,7 +165,9 @@ func (s *UDPServer) datagram(p []byte, client netip.AddrPort) {
 	if !f.perPkt {
 		if _, err := f.up.Write(p); err != nil {
 			s.Stats.Dropped.Add(1)
+			return
 		}
+		s.countIn(f, f.srv, len(p))
 		return
 	}
 	srv, err := f.b.pick(context.Background(), f.b.key(client), nil, false)
@@ -162,14 +183,23 @@ func (s *UDPServer) datagram(p []byte, client netip.AddrPort) {
 	}
 	if _, err := f.up.WriteToUDPAddrPort(p, dst); err != nil {
 		s.Stats.Dropped.Add(1)
+		return
 	}
+	s.countIn(f, srv, len(p))
+}
+
+// countIn counts a datagram of n bytes forwarded to srv.
+func (s *UDPServer) countIn(f *flow, srv *backend.Server, n int) {
+	f.in.Add(int64(n))
+	s.Stats.BytesIn.Add(uint64(n))
+	srv.BytesIn.Add(uint64(n))
 }
 
 // newFlow opens the flow's upstream socket: connected to a chosen server, or unconnected for
 // per-packet balancing.
 func (s *UDPServer) newFlow(h *UDPHandler, client netip.AddrPort) (*flow, error) {
 	b := h.Backend
-	f := &flow{client: client, b: b, perPkt: h.PerPacket}
+	f := &flow{client: client, b: b, perPkt: h.PerPacket, h: h, start: time.Now()}
 	if h.PerPacket {
 		network := "udp4"
 		if !client.Addr().Unmap().Is4() {
@@ -195,11 +225,12 @@ func (s *UDPServer) newFlow(h *UDPHandler, client netip.AddrPort) (*flow, error)
 // replies forwards the flow's server replies to its client until the flow idles out or fails.
 func (s *UDPServer) replies(f *flow, h *UDPHandler) {
 	defer s.wg.Done()
+	term := TermError
 	defer func() {
 		if p := recover(); p != nil {
 			h.Logger.Error("udp flow panicked", "frontend", h.Name, "panic", p, "stack", string(debug.Stack()))
 		}
-		s.endFlow(f)
+		s.endFlow(f, term)
 	}()
 	buf := make([]byte, maxDatagram+1)
 	idle := h.IdleTimeout
@@ -214,6 +245,7 @@ func (s *UDPServer) replies(f *flow, h *UDPHandler) {
 		}
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || f.closed.Load() {
+				term = TermShutdown // Close, or endFlow already named the reason
 				return
 			}
 			var ne net.Error
@@ -221,6 +253,7 @@ func (s *UDPServer) replies(f *flow, h *UDPHandler) {
 				if time.Duration(time.Now().UnixNano()-f.last.Load()) < idle {
 					continue
 				}
+				term = TermIdle
 				return // idle: the flow expires
 			}
 			if errors.Is(err, syscall.ECONNREFUSED) && f.srv != nil {
@@ -228,6 +261,7 @@ func (s *UDPServer) replies(f *flow, h *UDPHandler) {
 				// client's next datagram picks a server again.
 				f.srv.Failures.Add(1)
 				f.b.Outlier.Failure(f.srv, err)
+				term = TermServerUnreachable
 				return
 			}
 			if errors.Is(err, syscall.ECONNREFUSED) {
@@ -241,11 +275,17 @@ func (s *UDPServer) replies(f *flow, h *UDPHandler) {
 		}
 		if _, err := s.pc.WriteToUDPAddrPort(buf[:n], f.client); err == nil {
 			s.Stats.Replies.Add(1)
+			f.out.Add(int64(n))
+			s.Stats.BytesOut.Add(uint64(n))
+			if f.srv != nil {
+				f.srv.BytesOut.Add(uint64(n))
+			}
 		}
 	}
 }
 
-func (s *UDPServer) endFlow(f *flow) {
+// endFlow ends a flow once; term says why, for the access log.
+func (s *UDPServer) endFlow(f *flow, term string) {
 	f.released.Do(func() {
 		f.closed.Store(true)
 		f.up.Close()
@@ -258,6 +298,16 @@ func (s *UDPServer) endFlow(f *flow) {
 		}
 		s.mu.Unlock()
 		s.Stats.Flows.Add(-1)
+		if f.h != nil && f.h.AccessLog != nil {
+			sess := &Session{
+				Start: f.start, Transport: "udp", Client: f.client, Frontend: f.h.Name, Backend: f.b.Name,
+				BytesIn: f.in.Load(), BytesOut: f.out.Load(), Duration: time.Since(f.start), Termination: term,
+			}
+			if f.srv != nil {
+				sess.Server = f.srv.Name
+			}
+			f.h.AccessLog.LogSession(sess)
+		}
 	})
 }
 

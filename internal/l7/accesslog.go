@@ -3,6 +3,7 @@ package l7
 import (
 	"bufio"
 	"io"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -107,6 +108,11 @@ func (l *AccessLog) write(e *accessEntry) {
 	} else {
 		b = e.appendCombined(b)
 	}
+	l.writeLine(bp, b)
+}
+
+// writeLine buffers one formatted line (b, built in the pooled buffer bp) and gives bp back.
+func (l *AccessLog) writeLine(bp *[]byte, b []byte) {
 	b = append(b, '\n')
 	l.mu.Lock()
 	l.w.Write(b)
@@ -246,4 +252,103 @@ func appendJSONString(b, v []byte) []byte {
 		i += n
 	}
 	return append(b, '"')
+}
+
+// Session is one L4 session for the access log: a TCP connection or a UDP flow of a tcp or udp
+// frontend, logged once when it ends.
+type Session struct {
+	Start time.Time
+	// Transport is "tcp" or "udp".
+	Transport string
+	Client    netip.AddrPort
+	Frontend  string
+	// Backend and Server are empty when the session ended before one was chosen.
+	Backend, Server string
+	// BytesIn and BytesOut are the bytes from the client to the server and back.
+	BytesIn, BytesOut int64
+	Duration          time.Duration
+	// Termination says how the session ended: closed (both sides finished), idle_timeout,
+	// error, shutdown, no_backend, connect_failed, rejected, tls_failed, ...
+	Termination string
+}
+
+// WriteSession writes one L4 session's line through the same buffer as the requests: in the
+// combined format
+//
+//	CLIENT:PORT - - [TIME] "TCP FRONTEND" - BYTES_OUT "-" "-" backend=B server=S bytes_in=N duration_ms=D termination=T
+//
+// (the request and status fields of an HTTP line hold the transport and frontend, and "-"), or
+// as a JSON object with "type": "tcp" or "udp".
+func (l *AccessLog) WriteSession(s *Session) {
+	bp := smallBufs.Get().(*[]byte)
+	b := (*bp)[:0]
+	if l.json {
+		b = s.appendJSON(b)
+	} else {
+		b = s.appendCombined(b)
+	}
+	l.writeLine(bp, b)
+}
+
+func (s *Session) appendCombined(b []byte) []byte {
+	if s.Client.IsValid() {
+		b = s.Client.AppendTo(b)
+	} else {
+		b = append(b, '-')
+	}
+	b = append(b, " - - ["...)
+	b = s.Start.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = append(b, "] \""...)
+	for _, c := range []byte(s.Transport) {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	b = append(b, ' ')
+	b = appendEscaped(b, []byte(s.Frontend))
+	b = append(b, "\" - "...)
+	if s.BytesOut > 0 {
+		b = strconv.AppendInt(b, s.BytesOut, 10)
+	} else {
+		b = append(b, '-')
+	}
+	b = append(b, ` "-" "-" backend=`...)
+	b = appendEscapedOr(b, []byte(s.Backend))
+	b = append(b, " server="...)
+	b = appendEscapedOr(b, []byte(s.Server))
+	b = append(b, " bytes_in="...)
+	b = strconv.AppendInt(b, s.BytesIn, 10)
+	b = append(b, " duration_ms="...)
+	b = strconv.AppendFloat(b, float64(s.Duration.Microseconds())/1000, 'f', 3, 64)
+	b = append(b, " termination="...)
+	b = appendEscapedOr(b, []byte(s.Termination))
+	return b
+}
+
+func (s *Session) appendJSON(b []byte) []byte {
+	b = append(b, `{"time":"`...)
+	b = s.Start.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","type":`...)
+	b = appendJSONString(b, []byte(s.Transport))
+	b = append(b, `,"client":"`...)
+	if s.Client.IsValid() {
+		b = s.Client.AppendTo(b)
+	}
+	b = append(b, `","frontend":`...)
+	b = appendJSONString(b, []byte(s.Frontend))
+	b = append(b, `,"backend":`...)
+	b = appendJSONString(b, []byte(s.Backend))
+	b = append(b, `,"server":`...)
+	b = appendJSONString(b, []byte(s.Server))
+	b = append(b, `,"bytes_in":`...)
+	b = strconv.AppendInt(b, s.BytesIn, 10)
+	b = append(b, `,"bytes_out":`...)
+	b = strconv.AppendInt(b, s.BytesOut, 10)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(s.Duration.Microseconds())/1000, 'f', 3, 64)
+	b = append(b, `,"termination":`...)
+	b = appendJSONString(b, []byte(s.Termination))
+	b = append(b, '}')
+	return b
 }

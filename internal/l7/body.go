@@ -31,6 +31,13 @@ type pipe struct {
 	timeout time.Duration // inactivity bound for reads and writes during large transfers
 	n       int64         // bytes written so far
 	touched bool          // deadlines were changed
+	// Request bodies only: limit bounds the body (max_body_bytes; a chunked body is cut with 413
+	// when it grows past it), and minRate is the rate in bytes/s the body must keep up from one
+	// second after start (min_body_rate; 408 below it). With minRate the body is copied through
+	// the buffers, so every read moves the deadline.
+	limit, minRate int64
+	start          time.Time
+	rateBound      bool // the read deadline in force is minRate's
 }
 
 // copyN moves exactly n bytes. Small amounts go through the buffers; large ones are spliced.
@@ -50,7 +57,7 @@ func (p *pipe) copyN(n int64) error {
 			n -= k
 			continue
 		}
-		if n >= spliceMin {
+		if n >= spliceMin && p.minRate == 0 {
 			if err := p.dw.Flush(); err != nil {
 				return err
 			}
@@ -67,10 +74,19 @@ func (p *pipe) copyN(n int64) error {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return errPeerRead{err}
+			return p.readErr(err)
 		}
 	}
 	return nil
+}
+
+// readErr wraps a failure reading the body's sender: 408 when the deadline of min_body_rate
+// fired.
+func (p *pipe) readErr(err error) error {
+	if p.rateBound && isTimeout(err) {
+		return &statusError{408, "request body slower than min_body_rate"}
+	}
+	return errPeerRead{err}
 }
 
 // copyToEOF moves everything until the sender closes (responses without framing).
@@ -140,8 +156,16 @@ func (p *pipe) refresh() {
 	if p.timeout > 0 {
 		p.touched = true
 		d := time.Now().Add(p.timeout)
-		p.src.conn.SetReadDeadline(d)
 		p.dst.SetWriteDeadline(d)
+		if p.minRate > 0 {
+			// The body must have brought minRate bytes for every second after its first: with n
+			// bytes in, that holds until start + 1s + n/minRate.
+			rd := p.start.Add(time.Second + time.Duration(float64(p.n)/float64(p.minRate)*float64(time.Second)))
+			if p.rateBound = rd.Before(d); p.rateBound {
+				d = rd
+			}
+		}
+		p.src.conn.SetReadDeadline(d)
 	}
 }
 
@@ -159,7 +183,7 @@ func (p *pipe) copyChunked(rechunk bool) error {
 		p.refresh()
 		line, err := p.src.readLine(maxChunkLine)
 		if err != nil {
-			return chunkErr(err)
+			return p.chunkErr(err)
 		}
 		size, ok := parseChunkSize(line)
 		if !ok {
@@ -167,6 +191,9 @@ func (p *pipe) copyChunked(rechunk bool) error {
 		}
 		if size == 0 {
 			break
+		}
+		if p.limit > 0 && p.n+size > p.limit {
+			return &statusError{413, "request body larger than " + strconv.FormatInt(p.limit, 10) + " bytes"}
 		}
 		if rechunk {
 			b := strconv.AppendInt(sizeBuf[:0], size, 16)
@@ -199,7 +226,7 @@ func (p *pipe) copyChunked(rechunk bool) error {
 	for {
 		line, err := p.src.readLine(maxChunkLine * 2)
 		if err != nil {
-			return chunkErr(err)
+			return p.chunkErr(err)
 		}
 		if len(line) == 0 {
 			break
@@ -244,6 +271,14 @@ func chunkErr(err error) error {
 		return bad("chunk line too long")
 	}
 	return errPeerRead{err}
+}
+
+// chunkErr is chunkErr for a request body, whose reads may end by min_body_rate's deadline.
+func (p *pipe) chunkErr(err error) error {
+	if err == errBareLF || err == errHeadTooLarge {
+		return chunkErr(err)
+	}
+	return p.readErr(err)
 }
 
 // parseChunkSize reads "hex[;ext]" (RFC 9112 7.1). Extensions are checked for control characters

@@ -39,6 +39,8 @@ type forward struct {
 	next *backend.Server // where a retry on the answer's status goes (retryStatus)
 	// certSubject is the verified client certificate's subject on TLS frontends that ask for one.
 	certSubject string
+	// recv counts the request body bytes sent to servers (read by the transports' goroutines).
+	recv atomic.Int64
 }
 
 // sink is where a forward writes its answer: an HTTP/2 stream or an HTTP/1.1 connection.
@@ -154,7 +156,9 @@ func requestFor(r *http.Request) *request {
 
 // serve routes (unless routed already) and proxies the request.
 func (f *forward) serve(sk sink) {
-	if f.rt == nil && !f.route(sk) {
+	// HTTP/1.1 requests come routed and checked (clientConn.handle); HTTP/2 streams are routed
+	// and held to the limits here.
+	if f.rt == nil && (!f.route(sk) || !f.checkLimits(sk)) {
 		return
 	}
 	if f.rt.Backend.h2Up() == nil {
@@ -371,10 +375,12 @@ func (rt *respTimer) restart() {
 type reqBody struct {
 	r   io.Reader
 	eof func()
+	n   *atomic.Int64 // counts the bytes read
 }
 
 func (b *reqBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
+	b.n.Add(int64(n))
 	if err == io.EOF {
 		b.eof()
 	}
@@ -400,7 +406,7 @@ func (f *forward) proxy(sk sink) {
 	defer timer.stop()
 	var body io.ReadCloser = http.NoBody
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body = &reqBody{r: r.Body, eof: timer.start}
+		body = &reqBody{r: r.Body, eof: timer.start, n: &f.recv}
 	} else {
 		timer.start()
 	}
@@ -418,6 +424,9 @@ func (f *forward) proxy(sk sink) {
 		if srv == nil {
 			f.noServer(sk, b, lastErr, false)
 			return
+		}
+		if f.srv != nil {
+			srv.Retries.Add(1)
 		}
 		f.srv = srv
 		out := (&http.Request{
@@ -445,6 +454,7 @@ func (f *forward) proxy(sk sink) {
 			srv.Release()
 			switch {
 			case isConnectErr(err):
+				srv.ConnectErrors.Add(1)
 				b.fail(srv, err)
 				f.h.logger().Warn("connect to server failed", "frontend", f.h.Name, "backend", b.Name, "server", srv.Name, "err", err)
 				tried = append(tried, srv)
@@ -579,8 +589,28 @@ func (hw *h2Writer) Error(f *forward, status int, msg string) {
 // Done counts the stream's status and writes its access log entry.
 func (hw *h2Writer) Done(f *forward, status int, sent int64) {
 	f.s.Stats.Status[min(status/100, 5)].Add(1)
+	f.record(status, sent)
 	if f.h.AccessLog != nil {
 		hw.log(f, status, sent)
+	}
+}
+
+// record counts a finished request in the frontend's and the server's counters, as
+// clientConn.finishLog does for HTTP/1.1 requests.
+func (f *forward) record(status int, sent int64) {
+	d := time.Since(f.start)
+	in := f.recv.Load()
+	st := &f.s.Stats
+	st.Requests.Add(1)
+	if in > 0 {
+		st.BytesIn.Add(uint64(in))
+	}
+	if sent > 0 {
+		st.BytesOut.Add(uint64(sent))
+	}
+	st.Duration.Observe(d)
+	if f.srv != nil {
+		f.srv.RecordResponse(status, in, sent, d)
 	}
 }
 

@@ -239,6 +239,7 @@ func (s *h1Sink) Abort() {
 
 func (s *h1Sink) Error(f *forward, status int, msg string) {
 	s.ex.srv = f.srv
+	s.ex.recv.Store(f.recv.Load())
 	if !s.cc.respondError(s.h, s.ex, status, msg, s.closeOnError) {
 		s.keep = false
 	}
@@ -250,6 +251,7 @@ func (s *h1Sink) Done(f *forward, status int, sent int64) {
 		s.keep = false
 	}
 	ex.status, ex.sent, ex.srv = status, sent, f.srv
+	ex.recv.Store(f.recv.Load())
 	s.cc.s.Stats.Status[min(status/100, 5)].Add(1)
 	s.cc.finishLog(s.h, ex)
 }

@@ -78,6 +78,9 @@ func (f *forward) proxyPooled(sk sink) {
 			f.noServer(sk, b, lastErr, sent)
 			return
 		}
+		if f.srv != nil {
+			srv.Retries.Add(1)
+		}
 		f.srv = srv
 		srv.Acquire()
 		sentAt := time.Now()
@@ -90,6 +93,7 @@ func (f *forward) proxyPooled(sk sink) {
 		}
 		if err != nil {
 			srv.Release()
+			srv.ConnectErrors.Add(1)
 			b.fail(srv, err)
 			f.warn("connect to server failed", srv, "err", err)
 			tried = append(tried, srv)
@@ -220,7 +224,12 @@ func (f *forward) attempt(sk sink, b *Backend, srv *backend.Server, uc *upConn, 
 				// The client canceled (RST_STREAM, deadline, gone): nobody to answer.
 				sk.Done(f, 499, 0)
 			case berr != nil && clientSide(berr):
-				sk.Error(f, 400, "the request body could not be read")
+				var se *statusError
+				if errors.As(berr, &se) {
+					sk.Error(f, se.status, se.msg)
+				} else {
+					sk.Error(f, 400, "the request body could not be read")
+				}
 			case isTimeout(err):
 				b.fail(srv, err)
 				f.warn("server response timeout", srv, "timeout", b.responseTO)
@@ -620,6 +629,7 @@ func (f *forward) sendBody(uc *upConn, chunked bool, responseTO time.Duration, d
 	for err == nil {
 		n, rerr := f.r.Body.Read(buf)
 		if n > 0 {
+			f.recv.Add(int64(n))
 			if chunked {
 				sz := strconv.AppendInt(sizeBuf[:0], int64(n), 16)
 				w.Write(append(sz, '\r', '\n'))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/balance"
+	"github.com/waage/waage/internal/guard"
 	"github.com/waage/waage/internal/proxyproto"
 )
 
@@ -36,6 +37,9 @@ type exchange struct {
 	// Facts about the request kept outside the read buffer, which the request body overwrites.
 	isHead    bool
 	stickyHit *backend.Server // server named by a valid sticky cookie
+	// recv is the request body bytes sent to the server; written by the body sender, which runs
+	// beside the response reader.
+	recv atomic.Int64
 }
 
 var exchanges = sync.Pool{New: func() any {
@@ -52,6 +56,7 @@ func (ex *exchange) clear() {
 	ex.route, ex.srv, ex.stickyHit, ex.next = nil, nil, nil, nil
 	ex.isHead = false
 	ex.status, ex.sent = 0, 0
+	ex.recv.Store(0)
 	ex.tried = ex.tried[:0]
 	for i := range ex.req.headers {
 		ex.req.headers[i] = hdr{}
@@ -103,11 +108,17 @@ func (cc *clientConn) handle(h *Handler, ex *exchange) bool {
 	if err != nil {
 		switch {
 		case errors.Is(err, errHeadTooLarge):
+			h.refuse(guard.TooLarge, cc.remote, ex.start)
 			cc.respondError(h, ex, 431, "request head too large", true)
 		case isTimeout(err):
+			h.refuse(guard.HeaderTimeout, cc.remote, ex.start)
 			cc.respondError(h, ex, 408, "request head not received in time", true)
 		}
 		return false
+	}
+	cc.served = true
+	if cc.ticket != nil {
+		cc.ticket.Source().Requests.Add(1)
 	}
 	req := &ex.req
 	if err := parseRequest(head, req); err != nil {
@@ -130,6 +141,10 @@ func (cc *clientConn) handle(h *Handler, ex *exchange) bool {
 	ex.isHead = string(req.method) == "HEAD"
 	if h.AccessLog != nil {
 		cc.startLog(h, ex)
+	}
+	if lim := h.Limits; lim != nil && lim.MaxURIBytes > 0 && len(req.target) > lim.MaxURIBytes {
+		h.refuse(guard.TooLarge, cc.remote, ex.start)
+		return cc.respondError(h, ex, 414, "request target longer than "+strconv.Itoa(lim.MaxURIBytes)+" bytes", true)
 	}
 	if req.asterisk {
 		ex.path = append(ex.path[:0], '*')
@@ -157,6 +172,9 @@ func (cc *clientConn) handle(h *Handler, ex *exchange) bool {
 		return cc.respondError(h, ex, 404, "no route matches this request", cc.hasUnreadBody(req))
 	}
 	ex.route = rt
+	if ok, keep := cc.checkRequest(h, ex, rt); !ok {
+		return keep
+	}
 	return cc.proxy(h, ex, rt)
 }
 
@@ -183,6 +201,20 @@ func (cc *clientConn) startLog(h *Handler, ex *exchange) {
 }
 
 func (cc *clientConn) finishLog(h *Handler, ex *exchange) {
+	d := time.Since(ex.start)
+	st := &cc.s.Stats
+	st.Requests.Add(1)
+	in := ex.recv.Load()
+	if in > 0 {
+		st.BytesIn.Add(uint64(in))
+	}
+	if ex.sent > 0 {
+		st.BytesOut.Add(uint64(ex.sent))
+	}
+	st.Duration.Observe(d)
+	if ex.srv != nil {
+		ex.srv.RecordResponse(ex.status, in, ex.sent, d)
+	}
 	if h.AccessLog == nil {
 		return
 	}
@@ -190,7 +222,7 @@ func (cc *clientConn) finishLog(h *Handler, ex *exchange) {
 	e.start = ex.start
 	e.status = ex.status
 	e.bytes = ex.sent
-	e.duration = time.Since(ex.start)
+	e.duration = d
 	if ex.route != nil {
 		e.route = ex.route.Name
 		e.backend = ex.route.Backend.Name
@@ -296,6 +328,7 @@ func (cc *clientConn) proxy(h *Handler, ex *exchange, rt *Route) bool {
 	// retry budget: a failed connect did no work on any server, so retrying it elsewhere adds no
 	// load, and refusing it would fail a request that costs the backend nothing.
 	sent := false
+	retry := false // the next attempt retries a failed one
 	for {
 		var srv *backend.Server
 		switch {
@@ -311,6 +344,10 @@ func (cc *clientConn) proxy(h *Handler, ex *exchange, rt *Route) bool {
 				srv = nil
 			}
 		}
+		if srv != nil && retry {
+			srv.Retries.Add(1)
+		}
+		retry = true
 		if srv == nil {
 			if lastErr != nil {
 				switch {
@@ -327,6 +364,7 @@ func (cc *clientConn) proxy(h *Handler, ex *exchange, rt *Route) bool {
 		uc, err := b.conn(srv, !canRetry, fresh, ex.start)
 		fresh = false
 		if err != nil {
+			srv.ConnectErrors.Add(1)
 			b.fail(srv, err)
 			lastErr = err
 			connectTimeout, sent = isTimeout(err), false
@@ -544,6 +582,12 @@ func (cc *clientConn) beforeResponseFailure(h *Handler, ex *exchange, b *Backend
 func (cc *clientConn) bodyFailure(h *Handler, ex *exchange, err error) (outcome, bool) {
 	var se *statusError
 	if errors.As(err, &se) {
+		switch se.status {
+		case 413:
+			h.refuse(guard.TooLarge, cc.remote, time.Now())
+		case 408:
+			h.refuse(guard.BodyTimeout, cc.remote, time.Now())
+		}
 		return outDone, cc.respondError(h, ex, se.status, se.msg, true)
 	}
 	var pe errPeerRead
@@ -562,7 +606,8 @@ func (cc *clientConn) bodyFailure(h *Handler, ex *exchange, err error) (outcome,
 // sendBody streams the request body to the server; it runs beside the response reader so that
 // 100-continue, early responses and full-duplex servers work.
 func (cc *clientConn) sendBody(h *Handler, ex *exchange, uc *upConn, responseTO time.Duration, done chan<- error) {
-	p := pipe{src: &cc.rd, dst: uc.conn, dw: uc.bw, timeout: h.idleTimeout()}
+	lim := h.limits(ex.route)
+	p := pipe{src: &cc.rd, dst: uc.conn, dw: uc.bw, timeout: h.idleTimeout(), limit: lim.MaxBodyBytes, minRate: lim.MinBodyRate, start: ex.start}
 	p.refresh() // the connection still has the short idle-wait deadline
 	var err error
 	if ex.req.chunked {
@@ -570,6 +615,7 @@ func (cc *clientConn) sendBody(h *Handler, ex *exchange, uc *upConn, responseTO 
 	} else {
 		err = p.copyN(ex.req.contentLength)
 	}
+	ex.recv.Store(p.n)
 	if err == nil {
 		err = uc.bw.Flush()
 	}

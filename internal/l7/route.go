@@ -31,6 +31,10 @@ type Route struct {
 	stripPrefix string
 	reqOps      headerOps
 	respOps     headerOps
+
+	// Limits are the route's per-request limits when it overrides the frontend's; nil: the
+	// frontend's (Handler.Limits).
+	Limits *RequestLimits
 }
 
 // valueMatch is an exact value or, written "~regex", a regular expression.
@@ -374,6 +378,10 @@ type Router struct {
 	deflt   *Route // nil: 404
 	needSrc bool
 }
+
+// Routes returns the compiled routes in order (the default route, which has no limits of its
+// own, is not among them).
+func (r *Router) Routes() []*Route { return r.routes }
 
 // NewRouter compiles a frontend's routes. backends holds every compiled backend by name.
 func NewRouter(fe config.Frontend, backends map[string]*Backend) (*Router, error) {

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/waage/waage/internal/backend"
+	"github.com/waage/waage/internal/guard"
 	"github.com/waage/waage/internal/listener"
 	"github.com/waage/waage/internal/proxyproto"
 	"github.com/waage/waage/internal/rawio"
@@ -62,6 +64,11 @@ type Handler struct {
 	// the key authorization for a token under /.well-known/acme-challenge/, or false for a token
 	// that is not pending (the request is then routed as usual).
 	ACMEHTTP01 func(token string) (string, bool)
+	// Guard admits connections (access lists, per-source caps and rates, max_connections) and
+	// counts every refusal; nil: none (tests that build a Handler themselves).
+	Guard *guard.Guard
+	// Limits are the frontend's per-request limits; a route's Limits replace them. nil: none.
+	Limits *RequestLimits
 	// ProxyTrusted, when not nil, makes every connection start with a PROXY protocol header
 	// (v1 or v2) whose client address then stands for the connection's (X-Forwarded-For,
 	// source matching, hashing). Connections from other sources are closed at once.
@@ -103,11 +110,17 @@ func (h *Handler) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// Stats are a frontend's request counters.
+// Stats are a frontend's request counters. They are atomics recorded once per request (see
+// clientConn.finishLog) and read by the metrics scrape, so metrics cost the data path no lock.
 type Stats struct {
-	Connections atomic.Int64 // open client connections
-	Requests    atomic.Uint64
+	Connections atomic.Int64     // open client connections
+	Accepted    atomic.Uint64    // client connections accepted
+	Requests    atomic.Uint64    // requests answered (by a server or by waage)
 	Status      [6]atomic.Uint64 // by class: index 1 = 1xx ... 5 = 5xx
+	// BytesIn and BytesOut count request and response body bytes.
+	BytesIn, BytesOut atomic.Uint64
+	// Duration is the request duration, from the request head to the last response byte.
+	Duration backend.Histogram
 	// ProxyRejected counts connections closed for an untrusted source or a bad PROXY header.
 	ProxyRejected atomic.Uint64
 }
@@ -121,12 +134,14 @@ type Server struct {
 	conns     map[*clientConn]struct{}
 	listeners listener.Set
 	closing   atomic.Bool
+	stop      chan struct{} // closed by Shutdown: ends waits for a place under max_connections
+	stopOnce  sync.Once
 	wg        sync.WaitGroup
 }
 
 // NewServer returns a server that uses h until SetHandler replaces it.
 func NewServer(h *Handler) *Server {
-	s := &Server{conns: make(map[*clientConn]struct{})}
+	s := &Server{conns: make(map[*clientConn]struct{}), stop: make(chan struct{})}
 	s.h.Store(h)
 	return s
 }
@@ -169,10 +184,15 @@ func (s *Server) ServeConn(c net.Conn) {
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		cc.remote, cc.remotePort = ap.Addr().Unmap(), ap.Port()
 	}
+	if !cc.admit(s.h.Load()) {
+		c.Close()
+		return
+	}
 	cc.remoteIP = cc.remote.AppendTo(nil)
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
+		cc.release()
 		c.Close()
 		return
 	}
@@ -180,6 +200,7 @@ func (s *Server) ServeConn(c net.Conn) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.Stats.Connections.Add(1)
+	s.Stats.Accepted.Add(1)
 	cc.busy.Store(true)
 	go cc.serve()
 }
@@ -188,6 +209,7 @@ func (s *Server) ServeConn(c net.Conn) {
 // their connections after them. When ctx ends first, the remaining connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
+	s.stopOnce.Do(func() { close(s.stop) })
 	s.listeners.CloseAll()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -251,6 +273,11 @@ type clientConn struct {
 	linger bool
 	wdl    time.Time // write deadline currently set
 	busy   atomic.Bool
+	// ticket and slot are what the frontend's guard gave the connection (admit); served is
+	// set once a request was read, so that only the first waits at most the header timeout.
+	ticket *guard.Ticket
+	slot   func()
+	served bool
 }
 
 // idleGrace is how long an idle keep-alive connection keeps its buffers before giving them back.
@@ -327,6 +354,14 @@ func (cc *clientConn) start(h *Handler) startResult {
 			cc.s.Stats.ProxyRejected.Add(1)
 			return startClose
 		}
+		// The access lists and per-source limits apply to the client the header names.
+		if h.Guard != nil {
+			t, r := h.Guard.Admit(cc.remote, time.Now())
+			if r != guard.Admitted {
+				return startClose
+			}
+			cc.ticket = t
+		}
 	}
 	if h.TLS == nil {
 		return startHTTP1
@@ -383,10 +418,45 @@ func (cc *clientConn) close() {
 	cc.rd.r, cc.rd.w = 0, 0
 	cc.rd.release()
 	cc.s.Stats.Connections.Add(-1)
+	cc.release()
 	cc.s.mu.Lock()
 	delete(cc.s.conns, cc)
 	cc.s.mu.Unlock()
 	cc.s.wg.Done()
+}
+
+// admit asks the frontend's guard to let the new connection in: it waits for a place under
+// max_connections (holding up the accept loop, so the kernel's backlog takes the rest), then,
+// unless a PROXY header is still to name the real client, applies the access lists and the
+// per-source limits. False: close the connection at once.
+func (cc *clientConn) admit(h *Handler) bool {
+	g := h.Guard
+	if g == nil {
+		return true
+	}
+	if cc.slot = g.Slot(cc.s.stop); cc.slot == nil {
+		return false
+	}
+	if h.ProxyTrusted != nil {
+		return true
+	}
+	t, r := g.Admit(cc.remote, time.Now())
+	if r != guard.Admitted {
+		cc.release()
+		return false
+	}
+	cc.ticket = t
+	return true
+}
+
+// release gives back what admit took.
+func (cc *clientConn) release() {
+	cc.ticket.Done()
+	cc.ticket = nil
+	if cc.slot != nil {
+		cc.slot()
+		cc.slot = nil
+	}
 }
 
 // Lingering close, as nginx's lingering_close: after the response, half-close, then discard what
@@ -456,6 +526,12 @@ func (cc *clientConn) awaitRequest(h *Handler) waitResult {
 		return waitClosed
 	}
 	idle := h.idleTimeout()
+	if !cc.served {
+		// A new connection has the header timeout for its whole first request head, from
+		// its start, as HAProxy's timeout http-request: slow or silent connections cannot pin
+		// the server for the longer keep-alive wait.
+		idle = min(idle, h.headerTimeout())
+	}
 	now := time.Now()
 	if cc.waitStart.IsZero() {
 		cc.waitStart = now

@@ -52,14 +52,15 @@ func buildL4Backends(cfg *config.Config, httpSide map[string]*l7.Backend) (map[s
 
 // tcpHandler compiles a tcp frontend, and returns its certificate store (nil without tls): the
 // owner closes it when the handler is replaced or the runtime stops, which ends the store's file
-// watcher.
-func tcpHandler(fe config.Frontend, backends map[string]*l4.Backend, logger *slog.Logger) (*l4.TCPHandler, *tlsx.Store, error) {
+// watcher. Sessions are logged to access (nil: not logged).
+func tcpHandler(fe config.Frontend, backends map[string]*l4.Backend, access *l7.AccessLog, logger *slog.Logger) (*l4.TCPHandler, *tlsx.Store, error) {
 	h := &l4.TCPHandler{
 		Name:             fe.Name,
 		Default:          backends[fe.Backend],
 		HandshakeTimeout: fe.Timeouts.ClientHeader.D(),
 		IdleTimeout:      fe.Timeouts.ClientIdle.D(),
 		Logger:           logger,
+		AccessLog:        l4AccessLog(access),
 	}
 	if fe.DefaultBackend != "" {
 		h.Default = backends[fe.DefaultBackend]
@@ -113,11 +114,12 @@ func trustedPrefixes(fe config.Frontend) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// udpHandler compiles a udp frontend.
-func udpHandler(fe config.Frontend, backends map[string]*l4.Backend, logger *slog.Logger) *l4.UDPHandler {
+// udpHandler compiles a udp frontend; flows are logged to access (nil: not logged).
+func udpHandler(fe config.Frontend, backends map[string]*l4.Backend, access *l7.AccessLog, logger *slog.Logger) *l4.UDPHandler {
 	return &l4.UDPHandler{
 		Name: fe.Name, Backend: backends[fe.Backend], IdleTimeout: fe.Timeouts.ClientIdle.D(),
 		MaxFlows: fe.UDP.MaxFlows, PerPacket: fe.UDP.PerPacket, Logger: logger,
+		AccessLog: l4AccessLog(access),
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/waage/waage/internal/health"
 	"github.com/waage/waage/internal/l4"
 	"github.com/waage/waage/internal/l7"
+	"github.com/waage/waage/internal/listener"
 	"github.com/waage/waage/internal/tlsx"
 )
 
@@ -42,6 +43,11 @@ type Runtime struct {
 	// tcp), by frontend name; a reload builds new ones and closes these.
 	stores map[string]*tlsx.Store
 	acme   acmeRuns
+	vrrp   vrrpRuns // VRRP instances (vrrp.go)
+	guards guards   // each frontend's limits and access lists, the live deny list (guard.go)
+	// inherited are the sockets handed over by the process this one replaces (a binary upgrade):
+	// Apply adopts them instead of binding the same addresses again.
+	inherited *listener.Inherited
 }
 
 // frontend is one running frontend: an HTTP or TCP server over its TCP listeners, or, for udp,
@@ -57,6 +63,7 @@ type frontend struct {
 // udpBound is one UDP socket and the server reading it.
 type udpBound struct {
 	srv   *l4.UDPServer
+	pc    *net.UDPConn
 	addr  net.Addr
 	owner string
 }
@@ -150,7 +157,7 @@ func buildHandlers(cfg *config.Config, backends map[string]*l7.Backend, l4backen
 	for _, fe := range cfg.Frontends {
 		switch fe.Mode {
 		case "tcp":
-			h, st, err := tcpHandler(fe, l4backends, logger)
+			h, st, err := tcpHandler(fe, l4backends, access, logger)
 			errs = append(errs, err)
 			hs.tcp[fe.Name] = h
 			if st != nil {
@@ -158,7 +165,7 @@ func buildHandlers(cfg *config.Config, backends map[string]*l7.Backend, l4backen
 			}
 			continue
 		case "udp":
-			hs.udp[fe.Name] = udpHandler(fe, l4backends, logger)
+			hs.udp[fe.Name] = udpHandler(fe, l4backends, access, logger)
 			continue
 		}
 		router, err := l7.NewRouter(fe, backends)
@@ -172,12 +179,14 @@ func buildHandlers(cfg *config.Config, backends map[string]*l7.Backend, l4backen
 			HeaderTimeout: fe.Timeouts.ClientHeader.D(),
 			IdleTimeout:   fe.Timeouts.ClientIdle.D(),
 			TunnelTimeout: fe.Timeouts.Tunnel.D(),
-			Scheme:        "http",
-			Logger:        logger,
-			AccessLog:     access,
-			RedirectHTTPS: fe.RedirectHTTPS,
-			HTTPSPort:     fe.HTTPSPort,
-			H2C:           fe.H2C,
+			// limits.max_header_bytes; 0 keeps the reader's 64 KiB.
+			MaxHeaderBytes: int(fe.Limits.MaxHeaderBytes),
+			Scheme:         "http",
+			Logger:         logger,
+			AccessLog:      access,
+			RedirectHTTPS:  fe.RedirectHTTPS,
+			HTTPSPort:      fe.HTTPSPort,
+			H2C:            fe.H2C,
 		}
 		if fe.TLS != nil {
 			st, err := tlsx.New(fe.TLS, logger)
@@ -236,9 +245,6 @@ func checkModes(cfg *config.Config) error {
 // log at start and reload and for `waage validate`.
 func Warnings(cfg *config.Config) []string {
 	var ws []string
-	if cfg.Admin.Listen != "" {
-		ws = append(ws, "admin.listen is set, but this version has no admin API yet; nothing listens on "+cfg.Admin.Listen)
-	}
 	return ws
 }
 
@@ -303,6 +309,9 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	if err := checkModes(cfg); err != nil {
 		return err
 	}
+	if err := r.vrrp.check(cfg); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 
@@ -335,6 +344,9 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 			h.ACMEHTTP01 = r.acme.http01
 		}
 	}
+	if err == nil {
+		err = r.guards.apply(cfg, hs, r.logger)
+	}
 	if err != nil {
 		hs.closeStores()
 		if access != nil && access != r.access {
@@ -361,13 +373,13 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 				}
 				var ua *net.UDPAddr
 				if ua, err = net.ResolveUDPAddr("udp", addr); err == nil {
-					openedUDP[key], err = net.ListenUDP("udp", ua)
+					openedUDP[key], err = r.listenUDP(key, ua)
 				}
 			} else {
 				if r.listeners[key] != nil || opened[key] != nil {
 					continue
 				}
-				opened[key], err = net.Listen("tcp", addr)
+				opened[key], err = r.listenTCP(key, addr)
 			}
 			if err != nil {
 				for _, ln := range opened {
@@ -428,7 +440,7 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 				ub := r.udp[key]
 				if ub == nil {
 					pc := openedUDP[key]
-					ub = &udpBound{srv: l4.NewUDPServer(pc, udpHandlers[fe.Name]), addr: pc.LocalAddr(), owner: fe.Name}
+					ub = &udpBound{srv: l4.NewUDPServer(pc, udpHandlers[fe.Name]), pc: pc, addr: pc.LocalAddr(), owner: fe.Name}
 					r.udp[key] = ub
 					r.logger.Info("listening", "frontend", fe.Name, "addr", ub.addr.String(), "transport", "udp")
 					go r.serveUDP(ub)
@@ -507,6 +519,8 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	}
 	r.backends = backends
 	r.cfg = cfg
+	r.vrrp.apply(cfg, backends, r.logger)
+	r.guards.retain(cfg)
 	return nil
 }
 
@@ -622,6 +636,7 @@ func (r *Runtime) Server(backendName, serverName string) *backend.Server {
 // Shutdown stops accepting on every frontend, lets requests in flight finish until ctx ends, then
 // closes what is left.
 func (r *Runtime) Shutdown(ctx context.Context) error {
+	r.vrrp.stop(ctx) // first: the peer takes the virtual IPs while this one drains
 	r.mu.Lock()
 	fes := make([]*frontend, 0, len(r.frontends))
 	for _, f := range r.frontends {
@@ -648,6 +663,7 @@ func (r *Runtime) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	r.health.Stop()
+	r.guards.close()
 	r.transport.Close()
 	r.mu.Lock()
 	if r.access != nil {
