@@ -114,7 +114,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	// Before anything can start a child process: the readiness pipe of a binary upgrade.
 	ready := takeReadyPipe()
 	fs, path := configFlags("run", stderr)
-	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long in-flight requests and connections may take to finish on SIGTERM, SIGINT or after an upgrade")
+	shutdownTimeout := fs.Duration("shutdown-timeout", 0, "how long in-flight requests and connections may take to finish on SIGTERM, SIGINT or after an upgrade (0: the config's shutdown_timeout, default 30s)")
 	upgradeTimeout := fs.Duration("upgrade-timeout", time.Minute, "how long the new process of a binary upgrade (SIGUSR2) may take to become ready")
 	pidfile := fs.String("pidfile", "", "write the process ID to this file once serving (a binary upgrade rewrites it with the new process's)")
 	watch := fs.Bool("watch", true, "reload when the configuration file changes")
@@ -245,7 +245,7 @@ func (d *daemon) loop() int {
 					d.logger.Info("stopping the upgrade in progress", "pid", up.pid)
 					up.abort()
 				}
-				d.logger.Info("shutting down", "signal", sig.String(), "timeout", d.shutdownTimeout)
+				d.logger.Info("shutting down", "signal", sig.String(), "timeout", d.stopTimeout())
 				sdNotify("STOPPING=1")
 				d.shutdown()
 				return 0
@@ -262,7 +262,7 @@ func (d *daemon) loop() int {
 				sdNotify(sdReady("serving; upgrade failed"))
 				continue
 			}
-			d.logger.Info("upgrade: the new process is ready; this one stops accepting and drains", "pid", pid, "handover", took.Round(time.Millisecond), "timeout", d.shutdownTimeout)
+			d.logger.Info("upgrade: the new process is ready; this one stops accepting and drains", "pid", pid, "handover", took.Round(time.Millisecond), "timeout", d.stopTimeout())
 			sdNotify(fmt.Sprintf("MAINPID=%d", pid))
 			d.rt.HandOverVRRP() // leave the virtual IPs to the new process, not to the peer
 			d.shutdown()
@@ -363,6 +363,17 @@ func (d *daemon) sockets() (map[string]*os.File, error) {
 // accepting, before it closes those that are idle.
 const acceptGrace = 200 * time.Millisecond
 
+// stopTimeout is -shutdown-timeout when given, else the running config's shutdown_timeout.
+func (d *daemon) stopTimeout() time.Duration {
+	if d.shutdownTimeout > 0 {
+		return d.shutdownTimeout
+	}
+	if cfg := d.rt.Config(); cfg != nil && cfg.ShutdownTimeout > 0 {
+		return cfg.ShutdownTimeout.D()
+	}
+	return 30 * time.Second
+}
+
 // shutdown stops accepting, lets requests and connections in flight finish for up to the shutdown
 // timeout, and closes what is left.
 func (d *daemon) shutdown() {
@@ -371,7 +382,7 @@ func (d *daemon) shutdown() {
 	d.mu.Unlock()
 	d.watcher.Close()
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), d.shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), d.stopTimeout())
 	// Stop accepting first and serve on for a moment: a connection accepted just before has its
 	// first request on the way, and Shutdown would close it as idle. (After an upgrade the new
 	// process accepts on the same sockets meanwhile.)

@@ -21,9 +21,10 @@ func TestLoadFull(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	want := &Config{
-		File:  "testdata/full.yaml",
-		Admin: Admin{Listen: "127.0.0.1:9900", Token: "s3cret"},
-		Log:   Log{Level: "debug", Format: "json", Access: "/var/log/waage/access.log", AccessFormat: "json"},
+		File:            "testdata/full.yaml",
+		Admin:           Admin{Listen: "127.0.0.1:9900", Token: "s3cret"},
+		ShutdownTimeout: sec(30),
+		Log:             Log{Level: "debug", Format: "json", Access: "/var/log/waage/access.log", AccessFormat: "json"},
 		Frontends: []Frontend{
 			{
 				Name:   "web",
@@ -212,7 +213,7 @@ func TestEmptyFileGetsDefaults(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
-			want := &Config{File: "w.yaml", Log: Log{Level: "info", Format: "text", Access: "stdout", AccessFormat: "combined"}}
+			want := &Config{File: "w.yaml", Log: Log{Level: "info", Format: "text", Access: "stdout", AccessFormat: "combined"}, ShutdownTimeout: sec(30)}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got %+v, want %+v", got, want)
 			}

@@ -24,6 +24,7 @@ const (
 	defaultConnectTimeout  = 5 * time.Second
 	defaultResponseTimeout = 60 * time.Second
 	defaultPoolMaxIdle     = 256
+	defaultShutdownTimeout = 30 * time.Second
 	defaultPoolIdleTimeout = 30 * time.Second
 )
 
@@ -71,6 +72,7 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.VRRP {
 		c.VRRP[i].ApplyDefaults()
 	}
+	orDefault(&c.ShutdownTimeout, Duration(defaultShutdownTimeout))
 	for i := range c.Backends {
 		b := &c.Backends[i]
 		orDefault(&b.Algorithm, defaultAlgorithm)

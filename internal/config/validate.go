@@ -53,6 +53,7 @@ func validate(c *Config, file string, src *sourceMap) ErrorList {
 		v.frontend(indexPath("frontends", i), &c.Frontends[i], seen, listens)
 	}
 	v.vrrp(c.VRRP)
+	v.nonNegative("shutdown_timeout", c.ShutdownTimeout)
 	return v.errs
 }
 
