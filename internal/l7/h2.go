@@ -2,15 +2,14 @@ package l7
 
 import (
 	"bytes"
-	"context"
-
 	"net"
 	"net/http"
 	"net/netip"
 	"sync"
 	"time"
 
-	"golang.org/x/net/http2"
+	"github.com/waage/waage/internal/guard"
+	"github.com/waage/waage/internal/h2srv"
 )
 
 // h2Preface is what every HTTP/2 client sends first (RFC 9113 section 3.4). A plaintext
@@ -66,7 +65,9 @@ func (cc *clientConn) isH2CPreface(h *Handler) bool {
 // unregistered from the server (cc.close), so the caller just returns.
 //
 // Streams go through the same router, balancers and servers as HTTP/1.1 requests; the handler
-// and its routes are loaded for each stream, so a reload applies to the next stream.
+// and its routes are loaded for each stream, so a reload applies to the next stream. The HTTP/2
+// server is waage's own (internal/h2srv): one goroutine reads the connection, one per stream
+// serves it, and the frames of all streams go out through one buffer, many in one write.
 func (cc *clientConn) serveH2(c net.Conn, h *Handler) {
 	if n := cc.rd.buffered(); n > 0 {
 		pre := bytes.Clone((*cc.rd.bp)[cc.rd.r:cc.rd.w])
@@ -81,40 +82,40 @@ func (cc *clientConn) serveH2(c net.Conn, h *Handler) {
 	cc.rdl, cc.wdl = time.Time{}, time.Time{}
 	c.SetDeadline(time.Time{})
 
-	// One http2.Server per connection: ConfigureServer ties it to its own http.Server, whose
-	// Shutdown is the only way into x/net's graceful GOAWAY for one connection.
-	srv := &http2.Server{
+	sc := h2srv.NewConn(c, &h2srv.Config{
 		MaxConcurrentStreams: h2MaxStreams,
+		MaxHeaderListSize:    uint32(h.maxHeader()),
 		IdleTimeout:          h.idleTimeout(),
-		ReadIdleTimeout:      h2PingAfter,
+		PingAfter:            h2PingAfter,
 		PingTimeout:          h2PingTimeout,
-		// A client that stops reading cannot pin the connection's writer forever.
-		WriteByteTimeout: h.idleTimeout(),
-	}
-	base := &http.Server{ReadHeaderTimeout: h.headerTimeout()}
-	if err := http2.ConfigureServer(base, srv); err != nil {
-		h.logger().Error("http2 setup failed", "frontend", h.Name, "err", err)
-		c.Close()
-		cc.close()
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+		// A client that stops reading cannot pin the connection's writes forever.
+		WriteTimeout:  h.idleTimeout(),
+		HeaderTimeout: h.headerTimeout(),
+		Stats:         &H2Stats,
+		Logger:        h.logger(),
+		OnAbuse: func(string) {
+			// Rapid reset, CONTINUATION, PING or SETTINGS floods: the frontend's protection
+			// counts (and logs) them as h2_abuse.
+			if g := h.Guard; g != nil {
+				g.Refuse(guard.H2Abuse, cc.remote, time.Now())
+			}
+		},
+	}, newH2Handler(cc))
 	done := make(chan struct{})
-	go cc.watchShutdown(base, done)
-	srv.ServeConn(c, &http2.ServeConnOpts{
-		Context:    ctx,
-		BaseConfig: base,
-		Handler:    &h2Handler{cc: cc},
-	})
+	go cc.watchShutdown(sc, done)
+	sc.Serve()
 	close(done)
-	cancel()
 	c.Close()
 	cc.close()
 }
 
+// H2Stats counts what the HTTP/2 server's limits cut, over all frontends: refused streams,
+// resets, floods, timeouts (see h2srv.Stats).
+var H2Stats h2srv.Stats
+
 // watchShutdown sends the connection a GOAWAY once the server is shutting down, so clients
 // finish their streams and open no new ones; the connection closes after its last stream.
-func (cc *clientConn) watchShutdown(base *http.Server, done <-chan struct{}) {
+func (cc *clientConn) watchShutdown(sc *h2srv.Conn, done <-chan struct{}) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -123,9 +124,7 @@ func (cc *clientConn) watchShutdown(base *http.Server, done <-chan struct{}) {
 			return
 		case <-t.C:
 			if cc.s.closing.Load() {
-				// Shutdown only runs the graceful-shutdown hook of the connection's server:
-				// base serves no listener and tracks no connection of its own.
-				base.Shutdown(context.Background())
+				sc.Shutdown()
 				return
 			}
 		}
@@ -187,68 +186,96 @@ func (s *Server) register(c net.Conn) *clientConn {
 	return cc
 }
 
-// h2Handler serves the streams of one HTTP/2 client connection.
-type h2Handler struct{ cc *clientConn }
+// h2Handler serves the streams of one HTTP/2 client connection. What is the same for every
+// stream of the connection is worked out once.
+type h2Handler struct {
+	cc   *clientConn
+	ip   string
+	dst  netip.AddrPort
+	cert string
+}
 
-func (hh *h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func newH2Handler(cc *clientConn) *h2Handler {
+	return &h2Handler{cc: cc, ip: string(cc.remoteIP), dst: cc.localAddr(), cert: string(cc.certSubject)}
+}
+
+// h2Call is a stream's forward and its sink, allocated together.
+type h2Call struct {
+	f forward
+	w h2Writer
+}
+
+func (hh *h2Handler) ServeH2(st *h2srv.Stream) {
 	cc := hh.cc
 	h := cc.s.h.Load()
-	f := &forward{
-		h:      h,
-		s:      cc.s,
-		remote: cc.remote,
-		scheme: cc.scheme(h),
-		src:    netip.AddrPortFrom(cc.remote, cc.remotePort),
-		dst:    cc.localAddr(),
-		ip:     string(cc.remoteIP),
-		r:      r,
-		start:  time.Now(),
-
-		certSubject: string(cc.certSubject),
+	call := new(h2Call)
+	f := &call.f
+	f.h, f.s = h, cc.s
+	f.remote, f.scheme = cc.remote, cc.scheme(h)
+	f.src, f.dst = netip.AddrPortFrom(cc.remote, cc.remotePort), hh.dst
+	f.ip, f.certSubject = hh.ip, hh.cert
+	f.r, f.start = st.Request(), time.Now()
+	call.w.w, call.w.s = h2Response{st}, st
+	f.serve(&call.w)
+	if call.w.finished {
+		// The response ends only now, after the forward's deferred work (the server connection
+		// back in its pool, the server released): a client that sends its next request on
+		// seeing the end finds the connection there to reuse.
+		st.Close(call.w.trailer)
 	}
-	f.serve(&h2Writer{w: w, rc: http.NewResponseController(w)})
 }
 
-// h2Writer answers a stream through net/http's ResponseWriter.
+// h2Writer answers a stream.
 type h2Writer struct {
-	w      http.ResponseWriter
-	rc     *http.ResponseController
-	stream bool // flush every write (see streams)
+	w        h2Response // the stream as Error writes to it
+	s        *h2srv.Stream
+	stream   bool        // flush every write (see streams)
+	finished bool        // Finish was called: ServeH2 ends the stream with trailer
+	trailer  http.Header // from Finish
 }
 
-func (hw *h2Writer) Header() http.Header { return hw.w.Header() }
+// h2Response is a stream as a net/http-style response writer: a status without END_STREAM,
+// the body written after it.
+type h2Response struct{ s *h2srv.Stream }
+
+func (r h2Response) Header() http.Header         { return r.s.Header() }
+func (r h2Response) WriteHeader(status int)      { r.s.WriteHeader(status, false) }
+func (r h2Response) Write(p []byte) (int, error) { return r.s.Write(p) }
+
+func (hw *h2Writer) Header() http.Header { return hw.s.Header() }
 
 func (hw *h2Writer) WriteHead(status int, more, stream bool) error {
-	hw.w.WriteHeader(status)
 	hw.stream = stream
+	// The HEADERS frame waits for the body, the trailers or the end: a gRPC Trailers-Only answer
+	// (grpc-status in the one HEADERS frame) stays a single frame with END_STREAM, and a head of
+	// known length leaves with its body.
+	if err := hw.s.WriteHeader(status, false); err != nil {
+		return err
+	}
 	if !more || !stream {
-		// Sent with END_STREAM when the handler returns: a gRPC Trailers-Only answer
-		// (grpc-status in the one HEADERS frame) must stay a single frame. A head of known
-		// length goes out with the body.
 		return nil
 	}
-	return hw.rc.Flush()
+	return hw.s.Flush()
 }
 
 func (hw *h2Writer) WriteBody(p []byte) error {
-	if _, err := hw.w.Write(p); err != nil {
+	if _, err := hw.s.Write(p); err != nil {
 		return err
 	}
 	if !hw.stream {
 		return nil
 	}
-	return hw.rc.Flush() // gRPC and server-sent events depend on it
+	return hw.s.Flush() // gRPC and server-sent events depend on it
 }
 
+// Finish notes the trailers; the stream ends when the handler returns (see ServeH2).
 func (hw *h2Writer) Finish(trailer http.Header) error {
-	for k, vs := range trailer {
-		hw.w.Header()[http.TrailerPrefix+k] = vs
-	}
+	hw.finished, hw.trailer = true, trailer
 	return nil
 }
 
 // Abort resets the stream, so the client sees the response was cut short rather than complete.
-func (hw *h2Writer) Abort() { panic(http.ErrAbortHandler) }
+func (hw *h2Writer) Abort() { hw.s.Reset(h2srv.ErrCodeInternal) }
 
 // HTTPS frontends offer h2 by ALPN only once serveH2 serves it (see h2Served in tls.go).
 func init() { h2Served = true }

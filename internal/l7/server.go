@@ -208,7 +208,10 @@ func (s *Server) ServeConn(c net.Conn) {
 // Shutdown stops accepting, closes idle connections, lets requests in flight finish and closes
 // their connections after them. When ctx ends first, the remaining connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// Under mu: a ServeConn that saw closing false has done its wg.Add before Wait starts.
+	s.mu.Lock()
 	s.closing.Store(true)
+	s.mu.Unlock()
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.listeners.CloseAll()
 	done := make(chan struct{})
