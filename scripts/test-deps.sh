@@ -8,8 +8,9 @@ need=""
 # query) and ip from iproute2 (icmp across a veth pair into a network namespace); the L4 tests
 # run Dovecot (IMAP behind the PROXY protocol); the ACME tests run pebble, the ACME test CA, with
 # pebble-challtestsrv (same package) as its DNS server; the dashboard test drives chromium
-# (headless, through chromedp); the VRRP tests run keepalived as a peer.
-for pair in nginx:nginx-light haproxy:haproxy curl:curl wrk:wrk redis-server:redis-server dnsmasq:dnsmasq-base ip:iproute2 dovecot:dovecot-imapd pebble:pebble keepalived:keepalived chromium:chromium; do
+# (headless, through chromedp); the VRRP tests run keepalived as a peer; the Kubernetes tests run
+# etcd under a kube-apiserver built below.
+for pair in nginx:nginx-light haproxy:haproxy curl:curl wrk:wrk redis-server:redis-server dnsmasq:dnsmasq-base ip:iproute2 dovecot:dovecot-imapd pebble:pebble keepalived:keepalived chromium:chromium etcd:etcd-server; do
 	cmd=${pair%%:*}
 	pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need="$need $pkg"
@@ -23,7 +24,7 @@ if [ -n "$need" ]; then
 	echo "test-deps: installing$need"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
-	# Debian starts nginx, haproxy and redis-server as services on install; the tests start their
+	# Debian starts nginx, haproxy, redis-server and etcd as services on install; the tests start their
 	# own. A policy-rc.d that denies every start (exit 101) keeps the postinst scripts from
 	# starting them, so a service that cannot start here (redis on a host without IPv6, a
 	# container without an init system) does not fail the install; one already present is kept.
@@ -41,9 +42,21 @@ if [ -n "$need" ]; then
 		trap - EXIT
 	fi
 	# Where a start got through anyway (another policy-rc.d, systemd), stop the services again.
-	for svc in nginx haproxy redis-server dovecot keepalived; do
+	for svc in nginx haproxy redis-server dovecot keepalived etcd; do
 		if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 	done
 fi
 
 go mod download
+
+# The Kubernetes tests (internal/kube) run a real kube-apiserver. It is built from the nested module
+# test/k8s/apiserver, so the main module does not depend on k8s.io/kubernetes, into a cache folder
+# that later runs reuse: about 11 minutes and 3 GB of memory the first time, seconds after.
+k8s_cache="${WAAGE_K8S_CACHE:-${HOME}/.cache/waage/k8s}"
+if [ ! -x "$k8s_cache/kube-apiserver" ]; then
+	echo "test-deps: building kube-apiserver into $k8s_cache (about 11 minutes the first time)"
+	mkdir -p "$k8s_cache"
+	(cd "$(dirname "$0")/../test/k8s/apiserver" &&
+		go build -ldflags "-s -w" -o "$k8s_cache/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+	mv "$k8s_cache/kube-apiserver.tmp" "$k8s_cache/kube-apiserver"
+fi

@@ -163,6 +163,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		logger.Error("start failed", "config", *path, "err", err)
 		return 1
 	}
+	d.startKube(cfg)
+	defer d.stopKube()
 	d.admin = startAdmin(d, cfg)
 	defer d.admin.close()
 	if names := inherited.Close(); len(names) > 0 {
@@ -211,6 +213,8 @@ type daemon struct {
 	// extra are listening sockets outside the runtime (the admin API's), by name, handed over in
 	// a binary upgrade as the runtime's are; see listen.
 	extra map[string]net.Listener
+	// kube joins the Kubernetes provider's config to the file's (kubernetes.go); nil without one.
+	kube *kubeHook
 }
 
 // loop handles signals until the process should exit, and returns its exit status.
@@ -295,7 +299,7 @@ func (d *daemon) reloadConfig(trigger string) error {
 	start := time.Now()
 	cfg, err := config.Load(d.path)
 	if err == nil {
-		err = d.rt.Apply(cfg)
+		err = d.rt.Apply(d.withKube(cfg))
 	}
 	if err != nil {
 		d.logger.Error("reload refused; the running configuration stays", "config", d.path, "trigger", trigger, "err", err)

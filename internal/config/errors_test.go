@@ -37,7 +37,7 @@ var parseErrorCases = []struct {
 	{
 		name: "unknown top-level key",
 		data: "admn:\n  listen: x\n",
-		want: []string{`t.yaml:1:1: unknown key "admn" (valid: admin, log, frontends, backends, vrrp, shutdown_timeout)`},
+		want: []string{`t.yaml:1:1: unknown key "admn" (valid: admin, log, frontends, backends, vrrp, kubernetes, shutdown_timeout)`},
 	},
 	{
 		name: "unknown nested key",

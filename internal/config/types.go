@@ -16,6 +16,8 @@ type Config struct {
 	Backends  []Backend  `yaml:"backends"`
 	// VRRP lists the VRRPv3 instances that keep virtual IPs on this balancer or its peer.
 	VRRP []VRRP `yaml:"vrrp"`
+	// Kubernetes makes waage a Gateway API and Ingress controller (kubernetes.go).
+	Kubernetes *Kubernetes `yaml:"kubernetes"`
 	// ShutdownTimeout bounds how long requests and connections in flight may take to finish on
 	// SIGTERM/SIGINT or after a binary upgrade; default 30s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`

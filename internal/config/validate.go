@@ -54,6 +54,7 @@ func validate(c *Config, file string, src *sourceMap) ErrorList {
 	}
 	v.vrrp(c.VRRP)
 	v.nonNegative("shutdown_timeout", c.ShutdownTimeout)
+	v.kubernetes(c.Kubernetes, listens)
 	return v.errs
 }
 
