@@ -9,8 +9,9 @@ need=""
 # run Dovecot (IMAP behind the PROXY protocol); the ACME tests run pebble, the ACME test CA, with
 # pebble-challtestsrv (same package) as its DNS server; the dashboard test drives chromium
 # (headless, through chromedp); the VRRP tests run keepalived as a peer; the Kubernetes tests run
-# etcd under a kube-apiserver built below.
-for pair in nginx:nginx-light haproxy:haproxy curl:curl wrk:wrk redis-server:redis-server dnsmasq:dnsmasq-base ip:iproute2 dovecot:dovecot-imapd pebble:pebble keepalived:keepalived chromium:chromium etcd:etcd-server; do
+# etcd under a kube-apiserver built below; the BGP tests run BIRD as the router, with nft to pin
+# flows on it.
+for pair in nginx:nginx-light haproxy:haproxy curl:curl wrk:wrk redis-server:redis-server dnsmasq:dnsmasq-base ip:iproute2 dovecot:dovecot-imapd pebble:pebble keepalived:keepalived chromium:chromium etcd:etcd-server bird:bird2 nft:nftables; do
 	cmd=${pair%%:*}
 	pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need="$need $pkg"
@@ -42,7 +43,7 @@ if [ -n "$need" ]; then
 		trap - EXIT
 	fi
 	# Where a start got through anyway (another policy-rc.d, systemd), stop the services again.
-	for svc in nginx haproxy redis-server dovecot keepalived etcd; do
+	for svc in nginx haproxy redis-server dovecot keepalived etcd bird; do
 		if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 	done
 fi

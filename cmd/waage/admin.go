@@ -25,10 +25,11 @@ type adminAPI struct {
 func startAdmin(d *daemon, cfg *config.Config) *adminAPI {
 	a := &adminAPI{d: d}
 	a.srv = admin.New(admin.Options{
-		Source:  d.rt,
+		Source:  d.adminSource(),
 		Reload:  func() error { return d.reloadConfig("api") },
 		Logger:  d.logger,
 		Version: version,
+		BGP:     d.rt,
 		Listen:  func(addr string) (net.Listener, error) { return d.listen("admin", addr) },
 	})
 	a.apply(cfg.Admin)

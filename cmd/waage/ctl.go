@@ -39,6 +39,11 @@ Commands:
   top [-n 20]                the busiest sources: request and connection rates, open
                              connections, refusals
   vrrp                       VRRP instances: state, priority, master, last transition
+  nodes                      the nodes of the cluster (etcd) and their state
+  cluster                    this node's connection to the cluster: etcd, revision, last error
+  bgp                        the BGP speaker: announced prefixes and why, sessions
+  node drain | undrain       withdraw this node's BGP routes and serve only the open
+                             connections; announce again
 
 Changes need the admin token: -token, or WAAGE_TOKEN in the environment.
 
@@ -86,24 +91,9 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for an answer")
 	ttl := fs.Duration("ttl", 0, "deny: how long the block lasts, e.g. 10m (default: until lifted)")
 	topN := fs.Int("n", defaultTop, "top: how many sources to show (1 to 1000)")
-	// Flags may come before or after the command and its arguments.
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	if len(pos) == 0 {
-		fs.Usage()
-		return 2
+	pos, status := parseInterspersed(fs, args)
+	if pos == nil {
+		return status
 	}
 	if pos[0] == "help" {
 		fs.SetOutput(stdout)
@@ -297,6 +287,21 @@ func (c *ctl) run(cmd string, args []string) error {
 			return err
 		}
 		return c.vrrp()
+	case "nodes", "cluster":
+		if err := want(0, "no arguments"); err != nil {
+			return err
+		}
+		return c.cluster(cmd)
+	case "bgp":
+		if err := want(0, "no arguments"); err != nil {
+			return err
+		}
+		return c.bgp()
+	case "node":
+		if len(args) != 1 || (args[0] != "drain" && args[0] != "undrain") {
+			return usageError{"node: want drain or undrain"}
+		}
+		return c.node(args[0])
 	}
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
 }
@@ -877,4 +882,29 @@ func (c *ctl) vrrp() error {
 		fmt.Fprintln(c.out, e)
 	}
 	return nil
+}
+
+// parseInterspersed parses fs's flags before, between and after the positional arguments and
+// returns those; with none (or on -h or a flag error, after the usage was printed) it returns nil
+// and the exit status.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, int) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, 0
+			}
+			return nil, 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return nil, 2
+	}
+	return pos, 0
 }

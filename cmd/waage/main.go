@@ -44,6 +44,8 @@ Usage:
                            over its listening sockets (as SIGUSR2 does)
   waage ctl [-a ADDR] COMMAND
                            talk to a running waage's admin API: servers, drain B/S, weight B/S N, ...
+  waage config push -c FILE | history | show [REV] | rollback REV
+                           a cluster's configuration in etcd (--etcd ENDPOINTS --prefix P)
   waage demo [-listen ADDR] start waage and three demo backends on localhost
   waage version            print the version
 
@@ -66,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "ctl":
 		return cmdCtl(args[1:], stdout, stderr)
+	case "config":
+		return cmdConfig(args[1:], stdout, stderr)
 	case "upgrade":
 		return cmdUpgrade(args[1:], stdout, stderr)
 	case "demo":
@@ -159,13 +163,20 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	for _, w := range runtime.Warnings(cfg) {
 		logger.Warn(w)
 	}
+	cfg = d.clusterStart(cfg) // a node of a cluster starts with the local copy of its config
 	if err := d.rt.Apply(cfg); err != nil {
 		logger.Error("start failed", "config", *path, "err", err)
 		return 1
 	}
+	d.joinCluster()
+	defer d.leaveCluster()
 	d.startKube(cfg)
 	defer d.stopKube()
-	d.admin = startAdmin(d, cfg)
+	adm := startAdmin(d, cfg)
+	d.mu.Lock() // a cluster's configuration may reload meanwhile
+	d.admin = adm
+	d.mu.Unlock()
+	d.clusterAdmin(adm)
 	defer d.admin.close()
 	if names := inherited.Close(); len(names) > 0 {
 		logger.Info("closed inherited sockets the configuration no longer has", "sockets", names)
@@ -215,6 +226,8 @@ type daemon struct {
 	extra map[string]net.Listener
 	// kube joins the Kubernetes provider's config to the file's (kubernetes.go); nil without one.
 	kube *kubeHook
+	// cluster joins the cluster's config from etcd to the file's (cluster.go); nil without one.
+	cluster *clusterHook
 }
 
 // loop handles signals until the process should exit, and returns its exit status.
@@ -297,7 +310,7 @@ func (d *daemon) reloadConfig(trigger string) error {
 	// No MAINPID here: during an upgrade the new process may already have claimed it.
 	defer sdNotify("READY=1\nSTATUS=serving")
 	start := time.Now()
-	cfg, err := config.Load(d.path)
+	cfg, err := d.loadConfig()
 	if err == nil {
 		err = d.rt.Apply(d.withKube(cfg))
 	}
@@ -385,11 +398,13 @@ func (d *daemon) shutdown() {
 	d.stopping = true
 	d.mu.Unlock()
 	d.watcher.Close()
+	d.leaveCluster() // the others take this node's share of the request rates while it drains
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), d.stopTimeout())
 	// Stop accepting first and serve on for a moment: a connection accepted just before has its
 	// first request on the way, and Shutdown would close it as idle. (After an upgrade the new
-	// process accepts on the same sockets meanwhile.)
+	// process accepts on the same sockets meanwhile.) With BGP, the routes go before that.
+	d.rt.WithdrawBGP()
 	d.rt.StopAccepting()
 	go d.admin.close() // its requests finish meanwhile
 	select {

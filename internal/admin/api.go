@@ -36,6 +36,10 @@ func (s *Server) routes(mux *http.ServeMux, metrics http.Handler) {
 	mux.HandleFunc("/api/deny", s.deny)
 	mux.Handle("/api/top-sources", s.read(http.MethodGet, s.getTopSources))
 	mux.Handle("/api/vrrp", s.read(http.MethodGet, s.getVRRP))
+	s.clusterRoutes(mux)
+	mux.Handle("/api/bgp", s.read(http.MethodGet, s.getBGP))
+	mux.Handle("/api/node", s.read(http.MethodGet, s.getNode))
+	mux.HandleFunc("/api/node/{action}", s.nodeAction)
 }
 
 // read wraps a read-only endpoint: one method (HEAD goes with GET), read access.

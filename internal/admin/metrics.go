@@ -117,6 +117,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.collectProtection(ch)
 	c.collectVRRP(ch)
+	c.collectCluster(ch)
 	seen := map[backend.Key]bool{}
 	for _, b := range c.src.Backends() {
 		var (

@@ -36,6 +36,9 @@ type Options struct {
 	// Listen opens the listener for admin.listen; nil is net.Listen("tcp", addr). (`waage run`
 	// passes one that takes the socket over from the previous process in a binary upgrade.)
 	Listen func(addr string) (net.Listener, error)
+	// BGP is the BGP speaker and node drain behind GET /api/bgp, /api/node and the BGP
+	// metrics; nil: Source, if it implements BGPSource.
+	BGP BGPSource
 }
 
 // Server is the admin listener: API, dashboard and metrics. Apply starts it and moves it when
@@ -85,6 +88,9 @@ func loopbackListen(addr string) bool {
 
 // New returns a Server; Apply starts listening.
 func New(opts Options) *Server {
+	if opts.BGP == nil {
+		opts.BGP, _ = opts.Source.(BGPSource)
+	}
 	s := &Server{opts: opts, logger: opts.Logger}
 	if s.logger == nil {
 		s.logger = slog.Default()
@@ -95,7 +101,7 @@ func New(opts Options) *Server {
 	reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "waage"}),
 		collectors.NewGoCollector(),
-		newCollector(opts.Source, opts.Version),
+		newCollector(opts.Source, opts.Version).withBGP(opts.BGP),
 	)
 	mux := http.NewServeMux()
 	s.routes(mux, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogErrorLog{s.logger}}))

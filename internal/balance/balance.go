@@ -51,18 +51,23 @@ const (
 	// Hash is consistent hashing on a key the caller chooses (HashString of a URI, header or
 	// cookie), for cache affinity: removing a server moves only its own keys.
 	Hash = "hash"
+	// Maglev is Maglev hashing (Eisenbud et al., NSDI 2016) on the same keys as Hash, or on the
+	// client's address and port at L4: a lookup table filled from each server's name, so every
+	// node with the same servers picks the same server for a key without sharing state (a UDP
+	// flow that ECMP moves to another node keeps its server), with exact shares and O(1) picks.
+	Maglev = "maglev"
 )
 
 // Algorithms lists every algorithm name New accepts, in documentation order.
 var Algorithms = []string{
 	RoundRobin, WeightedRoundRobin, LeastConnections, SourceIPHash, RandomTwoChoices,
-	LeastResponseTime, Hash,
+	LeastResponseTime, Hash, Maglev,
 }
 
 // NeedsKey reports whether the algorithm uses the key passed to Pick, so callers can skip
 // computing it.
 func NeedsKey(algorithm string) bool {
-	return algorithm == SourceIPHash || algorithm == Hash
+	return algorithm == SourceIPHash || algorithm == Hash || algorithm == Maglev
 }
 
 // Options tunes New. The zero value is ready to use.
@@ -71,6 +76,9 @@ type Options struct {
 	// can replay a known sequence; it must be safe for concurrent use. nil uses math/rand/v2's
 	// runtime generator, which needs no lock and does not allocate.
 	Rand func() uint64
+	// MaglevTableSize is the size of maglev's lookup table: a prime larger than the number of
+	// servers, ideally 100 times as large or more. 0 is DefaultMaglevTableSize.
+	MaglevTableSize int
 }
 
 // New returns a Balancer running algorithm over servers. The server list is fixed for the
@@ -81,7 +89,7 @@ type Options struct {
 func New(algorithm string, servers []*backend.Server, opts Options) (Balancer, error) {
 	switch algorithm {
 	case RoundRobin, WeightedRoundRobin, LeastConnections, SourceIPHash, Hash, RandomTwoChoices,
-		LeastResponseTime:
+		LeastResponseTime, Maglev:
 	default:
 		return nil, fmt.Errorf("balance: unknown algorithm %q (want one of %s)",
 			algorithm, strings.Join(Algorithms, ", "))
@@ -99,6 +107,12 @@ func New(algorithm string, servers []*backend.Server, opts Options) (Balancer, e
 		return &least{tiers: t, byLatency: true}, nil
 	case SourceIPHash, Hash:
 		return newConsistent(t), nil
+	case Maglev:
+		b, err := newMaglev(t, opts.MaglevTableSize)
+		if err != nil {
+			return nil, fmt.Errorf("balance: %s: %w", algorithm, err)
+		}
+		return b, nil
 	default: // RandomTwoChoices
 		return newP2C(t, opts.Rand), nil
 	}

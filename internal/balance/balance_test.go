@@ -68,7 +68,7 @@ func TestNewCopiesServerList(t *testing.T) {
 
 func TestNeedsKey(t *testing.T) {
 	for _, alg := range Algorithms {
-		want := alg == Hash || alg == SourceIPHash
+		want := alg == Hash || alg == SourceIPHash || alg == Maglev
 		if got := NeedsKey(alg); got != want {
 			t.Errorf("NeedsKey(%q) = %v, want %v", alg, got, want)
 		}

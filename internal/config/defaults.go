@@ -19,6 +19,7 @@ const (
 	defaultTunnel          = time.Hour
 	defaultAlgorithm       = "round_robin"
 	defaultHashKey         = "uri"
+	defaultMaglevTableSize = 65537
 	defaultWeight          = 1
 	defaultState           = "ready"
 	defaultConnectTimeout  = 5 * time.Second
@@ -36,7 +37,7 @@ const (
 // The defaults: log level info, format text, access stdout, access_format combined; frontend mode
 // http, timeouts client_header 10s (or limits.header_timeout, its other name), client_idle 60s
 // and tunnel 1h; limits.request_rate per 1s and burst = rate; route name "route<index>"; backend algorithm
-// round_robin, hash_key uri when the algorithm is hash, timeouts connect 5s and response 60s, pool
+// round_robin, hash_key uri when the algorithm is hash or maglev, maglev_table_size 65537 for maglev, timeouts connect 5s and response 60s, pool
 // max_idle 256 (also for 0; -1 stays and disables pooling) and idle_timeout 30s; health_check type
 // tcp, interval 2s, timeout 1s, rise 2, fall 3, initial up (http: method GET, path /, expect_status
 // 200-399); outlier_detection consecutive_failures 5, base_ejection_time 30s, max_ejection_time
@@ -72,12 +73,18 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.VRRP {
 		c.VRRP[i].ApplyDefaults()
 	}
+	if c.BGP != nil {
+		c.BGP.ApplyDefaults()
+	}
 	orDefault(&c.ShutdownTimeout, Duration(defaultShutdownTimeout))
 	for i := range c.Backends {
 		b := &c.Backends[i]
 		orDefault(&b.Algorithm, defaultAlgorithm)
-		if b.Algorithm == "hash" {
+		if b.Algorithm == "hash" || b.Algorithm == "maglev" {
 			orDefault(&b.HashKey, defaultHashKey)
+		}
+		if b.Algorithm == "maglev" {
+			orDefault(&b.MaglevTableSize, defaultMaglevTableSize)
 		}
 		orDefault(&b.Timeouts.Connect, Duration(defaultConnectTimeout))
 		orDefault(&b.Timeouts.Response, Duration(defaultResponseTimeout))

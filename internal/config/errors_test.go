@@ -37,7 +37,7 @@ var parseErrorCases = []struct {
 	{
 		name: "unknown top-level key",
 		data: "admn:\n  listen: x\n",
-		want: []string{`t.yaml:1:1: unknown key "admn" (valid: admin, log, frontends, backends, vrrp, kubernetes, shutdown_timeout)`},
+		want: []string{`t.yaml:1:1: unknown key "admn" (valid: admin, log, frontends, backends, vrrp, bgp, kubernetes, etcd, shutdown_timeout)`},
 	},
 	{
 		name: "unknown nested key",
@@ -364,6 +364,47 @@ var parseErrorCases = []struct {
 		},
 	},
 	{
+		name: "route redirects",
+		data: backendB + "frontends:\n  - name: f\n    listen: [\":0\"]\n    routes:\n" +
+			"      - {match: {path: /x}, redirect: {scheme: ftp, host: \"a..b\", port: 70000, status: 200}, backend: b}\n" +
+			"      - {match: {path: /x}, redirect: {path: \"/a b\", replace_prefix: /y}, strip_prefix: /x, rewrite: {path: /z}}\n" +
+			"      - {match: {path: /x}, redirect: {replace_prefix: \"y\"}, request_headers: {set: {A: b}}, response_headers: {remove: [B]}}\n" +
+			"      - {match: {path: /x}, redirect: {replace_prefix: /y}}\n",
+		want: []string{
+			`t.yaml:7:48: frontends[0].routes[0].redirect.scheme: invalid value "ftp" (valid: http, https)`,
+			`t.yaml:7:59: frontends[0].routes[0].redirect.host: invalid host "a..b": want a host name like www.example.com or an IP address`,
+			"t.yaml:7:73: frontends[0].routes[0].redirect.port: must be between 1 and 65535",
+			"t.yaml:7:88: frontends[0].routes[0].redirect.status: invalid status 200 (valid: 301, 302, 303, 307, 308)",
+			"t.yaml:7:103: frontends[0].routes[0].backend: not allowed with redirect (a redirect route answers by itself)",
+			`t.yaml:8:46: frontends[0].routes[1].redirect.path: invalid path "/a b": must start with "/" and hold only the characters of a URL path, others %-escaped`,
+			"t.yaml:8:70: frontends[0].routes[1].redirect.replace_prefix: cannot be combined with path",
+			"t.yaml:8:89: frontends[0].routes[1].strip_prefix: has no effect on a route with redirect",
+			"t.yaml:8:102: frontends[0].routes[1].rewrite: has no effect on a route with redirect",
+			`t.yaml:9:56: frontends[0].routes[2].redirect.replace_prefix: invalid path "y": must start with "/" and hold only the characters of a URL path, others %-escaped`,
+			"t.yaml:9:79: frontends[0].routes[2].request_headers: has no effect on a route with redirect",
+			"t.yaml:9:112: frontends[0].routes[2].response_headers: has no effect on a route with redirect",
+			"t.yaml:10:56: frontends[0].routes[3].redirect.replace_prefix: needs match.path_prefix (the prefix it replaces)",
+		},
+	},
+	{
+		name: "route path rewrites",
+		data: backendB + "frontends:\n  - name: f\n    listen: [\":0\"]\n    routes:\n" +
+			"      - {match: {path_prefix: /x}, rewrite: {}, backend: b}\n" +
+			"      - {match: {path_prefix: /x}, rewrite: {path: /a, replace_prefix: /b}, strip_prefix: /x, backend: b}\n" +
+			"      - {match: {path: /x}, rewrite: {replace_prefix: /b, path: \"/%zz\"}, backend: b}\n" +
+			"      - {match: {path: /x}, rewrite: {replace_prefix: /b}, backend: b}\n" +
+			"  - {name: t, mode: tcp, listen: [\":0\"], routes: [{match: {sni: a.example}, backend: b, rewrite: {path: /a}}], default_backend: b}\n",
+		want: []string{
+			"t.yaml:7:45: frontends[0].routes[0].rewrite: needs path or replace_prefix",
+			"t.yaml:8:72: frontends[0].routes[1].rewrite.replace_prefix: cannot be combined with path",
+			"t.yaml:8:91: frontends[0].routes[1].strip_prefix: cannot be combined with rewrite",
+			"t.yaml:9:55: frontends[0].routes[2].rewrite.replace_prefix: cannot be combined with path",
+			`t.yaml:9:65: frontends[0].routes[2].rewrite.path: invalid path "/%zz": must start with "/" and hold only the characters of a URL path, others %-escaped`,
+			"t.yaml:10:55: frontends[0].routes[3].rewrite.replace_prefix: needs match.path_prefix (the prefix it replaces)",
+			"t.yaml:11:98: frontends[1].routes[0].rewrite: only valid on http frontends",
+		},
+	},
+	{
 		name: "frontend timeouts",
 		data: backendB + "frontends:\n  - {name: f, listen: [\":0\"], timeouts: {client_idle: -1s}}\n",
 		want: []string{"t.yaml:4:55: frontends[0].timeouts.client_idle: must not be negative"},
@@ -381,11 +422,26 @@ var parseErrorCases = []struct {
 	},
 	{
 		name: "algorithm and hash key",
-		data: "backends:\n  - {name: a, algorithm: maglev}\n  - {name: b, hash_key: uri}\n  - {name: c, algorithm: hash, hash_key: \"header:\"}\n  - {name: d, algorithm: hash, hash_key: \"cookie:sid\"}\n",
+		data: "backends:\n  - {name: a, algorithm: ketama}\n  - {name: b, hash_key: uri}\n  - {name: c, algorithm: hash, hash_key: \"header:\"}\n  - {name: d, algorithm: hash, hash_key: \"cookie:sid\"}\n  - {name: e, algorithm: maglev, hash_key: \"header:X-User\"}\n",
 		want: []string{
-			`t.yaml:2:26: backends[0].algorithm: invalid value "maglev" (valid: round_robin, weighted_round_robin, least_connections, source_ip_hash, random_two_choices, least_response_time, hash)`,
-			"t.yaml:3:25: backends[1].hash_key: only used with algorithm hash",
+			`t.yaml:2:26: backends[0].algorithm: invalid value "ketama" (valid: round_robin, weighted_round_robin, least_connections, source_ip_hash, random_two_choices, least_response_time, hash, maglev)`,
+			"t.yaml:3:25: backends[1].hash_key: only used with algorithms hash and maglev",
 			`t.yaml:4:42: backends[2].hash_key: invalid hash key "header:" (valid: uri, header:NAME, cookie:NAME)`,
+		},
+	},
+	{
+		name: "maglev table size",
+		data: "backends:\n" +
+			"  - {name: a, algorithm: maglev, maglev_table_size: 65536}\n" +
+			"  - {name: b, algorithm: maglev, maglev_table_size: 2, servers: [{address: \"h:1\"}, {address: \"h:2\"}]}\n" +
+			"  - {name: c, algorithm: maglev, maglev_table_size: 4194319}\n" +
+			"  - {name: d, algorithm: hash, maglev_table_size: 65537}\n" +
+			"  - {name: e, algorithm: maglev, maglev_table_size: 3, servers: [{address: \"h:1\"}, {address: \"h:2\"}]}\n",
+		want: []string{
+			"t.yaml:2:53: backends[0].maglev_table_size: must be a prime number larger than the number of servers (0) and at most 4194304, ideally 100 times the servers or more (65537, 655373)",
+			"t.yaml:3:53: backends[1].maglev_table_size: must be a prime number larger than the number of servers (2) and at most 4194304, ideally 100 times the servers or more (65537, 655373)",
+			"t.yaml:4:53: backends[2].maglev_table_size: must be a prime number larger than the number of servers (0) and at most 4194304, ideally 100 times the servers or more (65537, 655373)",
+			"t.yaml:5:51: backends[3].maglev_table_size: only used with algorithm maglev",
 		},
 	},
 	{
@@ -671,6 +727,7 @@ var parseValidCases = []struct {
 	{name: "client_auth none with no client_ca", data: backendB + "frontends:\n  - {name: t, mode: tcp, listen: [\":0\"], backend: b, tls: {certificates: [{cert: a.pem, key: a.key}], client_auth: none}}\n"},
 	{name: "redirect_https with https_port, h2c on plaintext", data: backendB + "frontends:\n  - {name: a, listen: [\":0\"], default_backend: b, redirect_https: true, https_port: 8443}\n  - {name: c, listen: [\":0\"], default_backend: b, h2c: true}\n"},
 	{name: "limits and access of every mode", data: backendB + "frontends:\n  - name: a\n    listen: [\":0\"]\n    default_backend: b\n    limits: {max_connections: 20000, max_connections_per_source: 100, connection_rate_per_source: 200, request_rate: {rate: 100, per: 1s, burst: 200, key: source}, header_timeout: 10s, min_body_rate: 1024, max_header_bytes: 32KB, max_uri_bytes: 8192, max_body_bytes: 100MB}\n    access: {allow: [10.0.0.0/8, \"::1\"], deny: [203.0.113.0/24]}\n    routes:\n      - {backend: b, limits: {request_rate: {rate: 5, key: \"header:X-Api-Key\"}, max_body_bytes: 1GiB, min_body_rate: 1k}}\n      - {backend: b, limits: {request_rate: {rate: 5, key: \"cookie:session\"}}}\n  - {name: t, mode: tcp, listen: [\":0\"], backend: b, limits: {max_connections: 10, max_connections_per_source: 2, connection_rate_per_source: 5}, access: {deny: [127.0.0.2]}}\n  - {name: u, mode: udp, listen: [\":0\"], backend: b, limits: {packet_rate_per_source: 1000}, access: {allow: [127.0.0.0/8]}}\n"},
+	{name: "redirects and rewrites", data: backendB + "frontends:\n  - name: a\n    listen: [\":0\"]\n    routes:\n      - {match: {path_prefix: /old/}, redirect: {scheme: https, host: www.example.com, port: 8443, path: /new, status: 301}}\n      - {match: {path_prefix: /shop}, redirect: {replace_prefix: /store}}\n      - {match: {path: /x}, redirect: {host: \"::1\", status: 308}, limits: {max_body_bytes: 1k}}\n      - {match: {path_prefix: /api}, rewrite: {path: \"/v2/fixed%20path;x=1\"}, backend: b}\n      - {match: {path_prefix: /api/}, rewrite: {replace_prefix: /}, backend: b, request_headers: {set: {Host: internal}}}\n"},
 	{name: "backend protocols", data: "backends:\n  - {name: a, protocol: h2}\n  - {name: b, protocol: h2c}\n  - {name: c, protocol: http1, tls: {ca: ca.pem, cert: c.pem, key: c.key, server_name: internal.example}}\n  - {name: d, protocol: h2, tls: {insecure_skip_verify: true}}\n"},
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -27,6 +28,10 @@ type Kubernetes struct {
 	StatusAddress string `yaml:"status_address"`
 	// LoadBalancerPool lists the CIDRs that Services of type LoadBalancer get addresses from.
 	LoadBalancerPool []string `yaml:"load_balancer_pool"`
+	// VRRPInstance names a vrrp instance whose virtual IPs get the addresses given to Services
+	// of type LoadBalancer, so that they move with the master; empty: the operator routes the
+	// pool to this host.
+	VRRPInstance string `yaml:"vrrp_instance"`
 	// Namespaces limits the watch to these namespaces; empty: all.
 	Namespaces []string `yaml:"namespaces"`
 }
@@ -68,7 +73,7 @@ var dnsLabelPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // kubernetes checks the kubernetes section; listens holds the addresses the frontends already use,
 // so an Ingress listener cannot clash with a file frontend.
-func (v *validator) kubernetes(k *Kubernetes, listens map[string]string) {
+func (v *validator) kubernetes(k *Kubernetes, listens map[string]string, vrrp []VRRP) {
 	if k == nil {
 		return
 	}
@@ -99,6 +104,13 @@ func (v *validator) kubernetes(k *Kubernetes, listens map[string]string) {
 		if _, err := netip.ParsePrefix(c); err != nil {
 			v.errorf(indexPath(p+".load_balancer_pool", i), "invalid CIDR %q", c)
 		}
+	}
+	if k.VRRPInstance != "" && !slices.ContainsFunc(vrrp, func(r VRRP) bool { return r.WithDefaults().Name == k.VRRPInstance }) {
+		var names []string
+		for _, r := range vrrp {
+			names = append(names, r.WithDefaults().Name)
+		}
+		v.errorf(p+".vrrp_instance", "vrrp instance %q is not defined%s", k.VRRPInstance, suggest(k.VRRPInstance, names))
 	}
 	seen := map[string]bool{}
 	for i, ns := range k.Namespaces {

@@ -16,8 +16,13 @@ type Config struct {
 	Backends  []Backend  `yaml:"backends"`
 	// VRRP lists the VRRPv3 instances that keep virtual IPs on this balancer or its peer.
 	VRRP []VRRP `yaml:"vrrp"`
+	// BGP announces virtual IPs to routers for active/active balancing (bgp.go).
+	BGP *BGP `yaml:"bgp"`
 	// Kubernetes makes waage a Gateway API and Ingress controller (kubernetes.go).
 	Kubernetes *Kubernetes `yaml:"kubernetes"`
+	// Etcd joins this node to a cluster that shares its configuration and admin state through
+	// etcd (etcd.go).
+	Etcd *Etcd `yaml:"etcd"`
 	// ShutdownTimeout bounds how long requests and connections in flight may take to finish on
 	// SIGTERM/SIGINT or after a binary upgrade; default 30s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
@@ -75,6 +80,10 @@ type Frontend struct {
 	Limits Limits `yaml:"limits"`
 	// Access lists the sources served (allow) and refused (deny).
 	Access Access `yaml:"access"`
+	// Freebind binds the listen addresses even when no interface has them yet (IP_FREEBIND,
+	// IPV6_FREEBIND; Linux): a VRRP virtual IP on a backup, or an address routed to this host
+	// later. Traffic arrives once the address is local.
+	Freebind bool `yaml:"freebind"`
 }
 
 // FrontendTLS is the certificate and protocol setup of a TLS-terminating frontend.
@@ -163,6 +172,11 @@ type Route struct {
 	Backend string `yaml:"backend"`
 	// StripPrefix removes this prefix from the forwarded path (after normalisation).
 	StripPrefix string `yaml:"strip_prefix"`
+	// Redirect answers matching requests with a redirect instead of sending them to a backend
+	// (the route then has none).
+	Redirect *Redirect `yaml:"redirect"`
+	// Rewrite changes the path of the request forwarded to the backend.
+	Rewrite *Rewrite `yaml:"rewrite"`
 	// RequestHeaders change the request before it goes upstream; set Host here to replace the
 	// original Host header, which is otherwise kept.
 	RequestHeaders HeaderOps `yaml:"request_headers"`
@@ -170,6 +184,34 @@ type Route struct {
 	ResponseHeaders HeaderOps `yaml:"response_headers"`
 	// Limits override the frontend's per-request limits for this route's requests.
 	Limits *Limits `yaml:"limits"`
+}
+
+// Redirect is a route's redirect answer: the Location is the request's URL with the parts set
+// here replaced, as the Gateway API's RequestRedirect filter builds it. The query string is kept.
+type Redirect struct {
+	// Scheme is http or https; default the request's.
+	Scheme string `yaml:"scheme"`
+	// Host replaces the request's host name; default the request's (without its port).
+	Host string `yaml:"host"`
+	// Port is the Location's port; default the port implied by Scheme when Scheme is set,
+	// otherwise the request's. A scheme's own port (80 for http, 443 for https) is left out.
+	Port int `yaml:"port"`
+	// Path replaces the whole path.
+	Path string `yaml:"path"`
+	// ReplacePrefix replaces the route's match.path_prefix, whole path segments only (the
+	// Gateway API's ReplacePrefixMatch).
+	ReplacePrefix string `yaml:"replace_prefix"`
+	// Status is 301, 302 (default), 303, 307 or 308.
+	Status int `yaml:"status"`
+}
+
+// Rewrite changes the path of a forwarded request (after normalisation); the query is kept.
+type Rewrite struct {
+	// Path replaces the whole path.
+	Path string `yaml:"path"`
+	// ReplacePrefix replaces the route's match.path_prefix, whole path segments only (the
+	// Gateway API's ReplacePrefixMatch).
+	ReplacePrefix string `yaml:"replace_prefix"`
 }
 
 // Match lists conditions that must all hold. An empty Match matches everything.
@@ -212,9 +254,10 @@ type HeaderOps struct {
 type Backend struct {
 	Name string `yaml:"name"`
 	// Algorithm: round_robin (default) | weighted_round_robin | least_connections | source_ip_hash |
-	// random_two_choices | least_response_time | hash.
+	// random_two_choices | least_response_time | hash | maglev.
 	Algorithm string `yaml:"algorithm"`
-	// HashKey is what algorithm hash hashes: uri (default) | header:NAME | cookie:NAME.
+	// HashKey is what algorithms hash and maglev hash on http frontends: uri (default) |
+	// header:NAME | cookie:NAME.
 	HashKey  string          `yaml:"hash_key"`
 	Servers  []Server        `yaml:"servers"`
 	Sticky   *Sticky         `yaml:"sticky"`
@@ -238,6 +281,9 @@ type Backend struct {
 	// SlowStart ramps the weight of a server that comes back (health restored, or out of
 	// maintenance) from a small share to its full weight over this time; 0 (default) is off.
 	SlowStart Duration `yaml:"slow_start"`
+	// MaglevTableSize is the size of maglev's lookup table: a prime larger than the number of
+	// servers; default 65537. At least 100 entries per server keep each within 1% of its share.
+	MaglevTableSize int `yaml:"maglev_table_size"`
 	// Protocol spoken to the servers of an http frontend: http1 (default) | h2 (HTTP/2 over TLS)
 	// | h2c (HTTP/2 without TLS). gRPC servers need h2 or h2c.
 	Protocol string `yaml:"protocol"`

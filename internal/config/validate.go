@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math/big"
 	"net"
 	"net/netip"
 	"regexp"
@@ -20,7 +21,7 @@ var (
 	accessFormats = []string{"combined", "json"}
 	modes         = []string{"http", "tcp", "udp"}
 	algorithms    = []string{"round_robin", "weighted_round_robin", "least_connections", "source_ip_hash",
-		"random_two_choices", "least_response_time", "hash"}
+		"random_two_choices", "least_response_time", "hash", "maglev"}
 	serverStates = []string{"ready", "drain", "maintenance"}
 )
 
@@ -53,8 +54,10 @@ func validate(c *Config, file string, src *sourceMap) ErrorList {
 		v.frontend(indexPath("frontends", i), &c.Frontends[i], seen, listens)
 	}
 	v.vrrp(c.VRRP)
+	v.bgp(c.BGP)
 	v.nonNegative("shutdown_timeout", c.ShutdownTimeout)
-	v.kubernetes(c.Kubernetes, listens)
+	v.kubernetes(c.Kubernetes, listens, c.VRRP)
+	v.etcd(c.Etcd)
 	return v.errs
 }
 
@@ -236,6 +239,7 @@ func (v *validator) frontend(p string, f *Frontend, seen, listens map[string]str
 		mode = "http"
 	}
 	v.listen(p+".listen", f.Listen, mode, listens)
+	v.freebind(p, f)
 	v.nonNegative(p+".timeouts.client_header", f.Timeouts.ClientHeader)
 	v.nonNegative(p+".timeouts.client_idle", f.Timeouts.ClientIdle)
 	v.nonNegative(p+".timeouts.tunnel", f.Timeouts.Tunnel)
@@ -326,6 +330,8 @@ func httpOnly(r *Route) []string {
 	add("match.user_agent", m.UserAgent != "")
 	add("match.query", len(m.Query) > 0)
 	add("strip_prefix", r.StripPrefix != "")
+	add("redirect", r.Redirect != nil)
+	add("rewrite", r.Rewrite != nil)
 	add("request_headers", !r.RequestHeaders.empty())
 	add("response_headers", !r.ResponseHeaders.empty())
 	return keys
@@ -351,10 +357,14 @@ func (v *validator) route(p string, j int, r *Route, mode string, names map[stri
 			names[name] = p
 		}
 	}
-	if r.Backend == "" {
+	switch {
+	case r.Redirect != nil && r.Backend != "":
+		v.errorf(p+".backend", "not allowed with redirect (a redirect route answers by itself)")
+	case r.Redirect == nil && r.Backend == "":
 		v.errorf(p+".backend", "is required")
+	default:
+		v.ref(p+".backend", r.Backend)
 	}
-	v.ref(p+".backend", r.Backend)
 	if mode != "http" {
 		for _, key := range httpOnly(r) {
 			v.errorf(p+"."+key, "only valid on http frontends")
@@ -368,6 +378,95 @@ func (v *validator) route(p string, j int, r *Route, mode string, names map[stri
 	v.headerOps(p+".request_headers", &r.RequestHeaders, true)
 	v.headerOps(p+".response_headers", &r.ResponseHeaders, false)
 	v.routeLimits(p, r.Limits, mode)
+	if mode == "http" {
+		v.redirectRewrite(p, r)
+	}
+}
+
+// redirectStatuses are the statuses a route's redirect may answer with.
+var redirectStatuses = []int{301, 302, 303, 307, 308}
+
+// redirectRewrite checks a route's redirect and rewrite. A redirect route sends nothing to a
+// backend, so the fields that change the forwarded request are errors there rather than ignored.
+func (v *validator) redirectRewrite(p string, r *Route) {
+	if rd := r.Redirect; rd != nil {
+		for _, f := range []struct {
+			key string
+			set bool
+		}{
+			{"strip_prefix", r.StripPrefix != ""}, {"rewrite", r.Rewrite != nil},
+			{"request_headers", !r.RequestHeaders.empty()}, {"response_headers", !r.ResponseHeaders.empty()},
+		} {
+			if f.set {
+				v.errorf(p+"."+f.key, "has no effect on a route with redirect")
+			}
+		}
+		rp := p + ".redirect"
+		v.oneOf(rp+".scheme", rd.Scheme, []string{"http", "https"})
+		if _, err := netip.ParseAddr(rd.Host); rd.Host != "" && err != nil && !isHostname(rd.Host) {
+			v.errorf(rp+".host", "invalid host %q: want a host name like www.example.com or an IP address", rd.Host)
+		}
+		if rd.Port < 0 || rd.Port > 65535 {
+			v.errorf(rp+".port", "must be between 1 and 65535")
+		}
+		if rd.Status != 0 && !slices.Contains(redirectStatuses, rd.Status) {
+			v.errorf(rp+".status", "invalid status %d (valid: 301, 302, 303, 307, 308)", rd.Status)
+		}
+		v.pathModifier(rp, rd.Path, rd.ReplacePrefix, r)
+	}
+	if rw := r.Rewrite; rw != nil && r.Redirect == nil {
+		wp := p + ".rewrite"
+		if rw.Path == "" && rw.ReplacePrefix == "" {
+			v.errorf(wp, "needs path or replace_prefix")
+		}
+		if r.StripPrefix != "" {
+			v.errorf(p+".strip_prefix", "cannot be combined with rewrite")
+		}
+		v.pathModifier(wp, rw.Path, rw.ReplacePrefix, r)
+	}
+}
+
+// pathModifier checks the path and replace_prefix of a redirect or rewrite at p.
+func (v *validator) pathModifier(p, path, prefix string, r *Route) {
+	if path != "" && !ValidPath(path) {
+		v.errorf(p+".path", "invalid path %q: %s", path, pathRule)
+	}
+	if prefix == "" {
+		return
+	}
+	switch {
+	case path != "":
+		v.errorf(p+".replace_prefix", "cannot be combined with path")
+	case !ValidPath(prefix):
+		v.errorf(p+".replace_prefix", "invalid path %q: %s", prefix, pathRule)
+	case r.Match.PathPrefix == "":
+		v.errorf(p+".replace_prefix", "needs match.path_prefix (the prefix it replaces)")
+	}
+}
+
+const pathRule = `must start with "/" and hold only the characters of a URL path, others %-escaped`
+
+// ValidPath reports whether s can be sent as the path of a URL as it stands: it starts with "/"
+// and holds only the characters RFC 3986 allows in a path, with well-formed %-escapes.
+func ValidPath(s string) bool {
+	if !strings.HasPrefix(s, "/") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte("-._~!$&'()*+,;=:@/", c) >= 0:
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			i += 2
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 func (v *validator) match(p string, m *Match) {
@@ -523,12 +622,13 @@ func (v *validator) backend(p string, b *Backend, seen map[string]string) {
 	}
 	v.oneOf(p+".algorithm", b.Algorithm, algorithms)
 	if b.HashKey != "" {
-		if b.Algorithm != "hash" {
-			v.errorf(p+".hash_key", "only used with algorithm hash")
+		if b.Algorithm != "hash" && b.Algorithm != "maglev" {
+			v.errorf(p+".hash_key", "only used with algorithms hash and maglev")
 		} else if !validHashKey(b.HashKey) {
 			v.errorf(p+".hash_key", "invalid hash key %q (valid: uri, header:NAME, cookie:NAME)", b.HashKey)
 		}
 	}
+	v.maglevTableSize(p, b)
 	names := map[string]string{}
 	for k := range b.Servers {
 		v.server(indexPath(p+".servers", k), &b.Servers[k], names)
@@ -549,6 +649,29 @@ func (v *validator) backend(p string, b *Backend, seen map[string]string) {
 	v.nonNegative(p+".pool.idle_timeout", b.Pool.IdleTimeout)
 	v.backendHealth(p, b)
 	v.l4Backend(p, b)
+}
+
+// maxMaglevTableSize is balance.MaxMaglevTableSize (config imports nothing from the data path).
+const maxMaglevTableSize = 1 << 22
+
+// maglevTableSize checks maglev_table_size: the table's size must be prime, or the servers'
+// permutations would not cover it, and larger than the server count, or some server would own
+// no entry.
+func (v *validator) maglevTableSize(p string, b *Backend) {
+	n := b.MaglevTableSize
+	switch {
+	case n == 0:
+	case b.Algorithm != "maglev":
+		v.errorf(p+".maglev_table_size", "only used with algorithm maglev")
+	case n <= len(b.Servers) || n > maxMaglevTableSize || !isPrime(n):
+		v.errorf(p+".maglev_table_size", "must be a prime number larger than the number of servers (%d) and at most %d, ideally 100 times the servers or more (65537, 655373)",
+			len(b.Servers), maxMaglevTableSize)
+	}
+}
+
+// isPrime reports whether n is prime; ProbablyPrime(0) (Baillie-PSW) is exact below 2^64.
+func isPrime(n int) bool {
+	return n > 1 && big.NewInt(int64(n)).ProbablyPrime(0)
 }
 
 // validHashKey accepts uri, header:NAME and cookie:NAME.

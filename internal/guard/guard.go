@@ -28,8 +28,9 @@ type Guard struct {
 	lastLog [NumReasons]atomic.Int64  // unix nanoseconds of the last log line per reason
 	quiet   [NumReasons]atomic.Uint64 // refusals not logged since that line
 
-	rlMu sync.Mutex
-	rl   map[string]*RequestLimiter // by scope
+	rlMu  sync.Mutex
+	rl    map[string]*RequestLimiter // by scope
+	share int                        // nodes sharing the request rates (SetShare); under rlMu
 }
 
 // params are the compiled limits of one configuration.
@@ -227,6 +228,7 @@ func (g *Guard) RequestLimiter(scope string, rr config.RequestRate) *RequestLimi
 	if rr.Key != "" && rr.Key != config.RateKeySource {
 		l.ByKey = NewLimiter[string](rr.Rate, rr.Per.D(), rr.Burst, DefaultMaxKeys)
 	}
+	l.share(g.share)
 	if g.rl == nil {
 		g.rl = map[string]*RequestLimiter{}
 	}
@@ -242,5 +244,24 @@ func (g *Guard) RetainLimiters(keep map[string]bool) {
 		if !keep[k] {
 			delete(g.rl, k)
 		}
+	}
+}
+
+// SetShare makes the frontend's request rates (its own and its routes') the share of one node of
+// n that enforce them together: each node allows rate/n and burst/n (at least 1). n <= 1: the
+// whole rate. Limiters made later get the same share.
+func (g *Guard) SetShare(n int) {
+	g.rlMu.Lock()
+	defer g.rlMu.Unlock()
+	g.share = n
+	for _, l := range g.rl {
+		l.share(n)
+	}
+}
+
+func (l *RequestLimiter) share(n int) {
+	l.BySource.Share(n)
+	if l.ByKey != nil {
+		l.ByKey.Share(n)
 	}
 }

@@ -6,7 +6,9 @@ package guard
 
 import (
 	"hash/maphash"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,8 +24,15 @@ var seed = maphash.MakeSeed()
 type Limiter[K comparable] struct {
 	rate  float64 // tokens per second
 	burst float64
+	per   float64 // seconds of the configured period
+	// share, when set, is this node's part of rate and burst in a cluster (see Share): one
+	// atomic load per request, no lock beyond the shard's.
+	share atomic.Pointer[limits]
 	sh    [shards]lruShard[K, bucket]
 }
+
+// limits are a rate in tokens per second and a burst.
+type limits struct{ rate, burst float64 }
 
 type bucket struct {
 	tokens float64
@@ -36,7 +45,7 @@ func NewLimiter[K comparable](rate int, per time.Duration, burst, maxKeys int) *
 	if per <= 0 {
 		per = time.Second
 	}
-	l := &Limiter[K]{rate: float64(rate) / per.Seconds(), burst: float64(max(burst, 1))}
+	l := &Limiter[K]{rate: float64(rate) / per.Seconds(), burst: float64(max(burst, 1)), per: per.Seconds()}
 	for i := range l.sh {
 		l.sh[i].init(max(maxKeys/shards, 1))
 	}
@@ -46,24 +55,43 @@ func NewLimiter[K comparable](rate int, per time.Duration, burst, maxKeys int) *
 // Allow takes a token from key's bucket at now. When none is left it returns false and how long
 // until the next token.
 func (l *Limiter[K]) Allow(key K, now time.Time) (bool, time.Duration) {
+	rate, burst := l.rate, l.burst
+	if s := l.share.Load(); s != nil {
+		rate, burst = s.rate, s.burst
+	}
 	sh := &l.sh[maphash.Comparable(seed, key)%shards]
 	t := now.UnixNano()
 	sh.mu.Lock()
 	b, fresh := sh.get(key)
 	if fresh {
-		b.tokens, b.last = l.burst, t
+		b.tokens, b.last = burst, t
 	} else if dt := t - b.last; dt > 0 {
-		b.tokens = min(l.burst, b.tokens+float64(dt)*l.rate/1e9)
+		b.tokens = min(burst, b.tokens+float64(dt)*rate/1e9)
 		b.last = t
+	} else {
+		b.tokens = min(burst, b.tokens)
 	}
 	if b.tokens >= 1 {
 		b.tokens--
 		sh.mu.Unlock()
 		return true, 0
 	}
-	wait := time.Duration((1 - b.tokens) / l.rate * 1e9)
+	wait := time.Duration((1 - b.tokens) / rate * 1e9)
 	sh.mu.Unlock()
 	return false, wait
+}
+
+// Share makes the limiter enforce its part of a limit that n nodes enforce together: rate and
+// burst divided by n, each at least one token per period, so that a source sending to every node
+// of a cluster gets about the configured rate in all. n <= 1 restores the whole limit. Buckets
+// keep their tokens; a bucket above the new burst is cut to it at its next request.
+func (l *Limiter[K]) Share(n int) {
+	if n <= 1 {
+		l.share.Store(nil)
+		return
+	}
+	perPeriod := max(l.rate*l.per/float64(n), 1)
+	l.share.Store(&limits{rate: perPeriod / l.per, burst: max(math.Floor(l.burst/float64(n)), 1)})
 }
 
 // Len returns how many keys the limiter holds.

@@ -369,16 +369,24 @@ func startBackends() (func(), error) {
 // waage runs a runtime with a kube provider, beside an empty file config, until the test ends.
 func waage(t *testing.T) {
 	t.Helper()
-	rt := runtime.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	file := &config.Config{Log: config.Log{Access: "off"}}
 	file.ApplyDefaults()
+	runProvider(t, file, config.Kubernetes{
+		IngressListen: config.IngressListen{HTTP: []string{"127.0.0.1:" + strconv.Itoa(ingPort)}},
+		GatewayBind:   "127.0.0.1",
+		StatusAddress: statusIP,
+	})
+}
+
+// runProvider runs a runtime that serves file merged with what a kube provider with the section
+// k translates, as the user of the shipped ClusterRole, until the test ends. It returns once the
+// provider's first translation was applied.
+func runProvider(t *testing.T, file *config.Config, k config.Kubernetes) *runtime.Runtime {
+	t.Helper()
+	rt := runtime.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var mu sync.Mutex
 	p := &kube.Provider{
-		Config: config.Kubernetes{
-			IngressListen: config.IngressListen{HTTP: []string{"127.0.0.1:" + strconv.Itoa(ingPort)}},
-			GatewayBind:   "127.0.0.1",
-			StatusAddress: statusIP,
-		},
+		Config:   k,
 		REST:     waageCfg,
 		CertDir:  t.TempDir(),
 		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -409,6 +417,7 @@ func waage(t *testing.T) {
 		// The watches never synced: the ClusterRole lacks a permission (the log says which).
 		t.Fatal("provider: no first sync within 30s")
 	}
+	return rt
 }
 
 func needCluster(t *testing.T) {

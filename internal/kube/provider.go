@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -67,16 +68,22 @@ type Provider struct {
 	gw      gwclient.Interface
 	listers []listers
 	gcs     cache.GenericLister
+	// namespaces is the cluster-wide watch of Namespaces, for their labels.
+	namespaces cache.GenericLister
 
 	mu       sync.Mutex
 	lastFile map[string][]byte
 	// writer is true while this replica writes status (always without LeaseNamespace).
 	writer atomic.Bool
+	// lbLogged is why each Service of type LoadBalancer was not served, as last logged.
+	lbLogged map[types.NamespacedName]string
 }
 
 // listers are the caches of one watched namespace (or of all).
 type listers struct {
 	gateways, routes, grants, ingresses, services, slices, secrets cache.GenericLister
+	// The watches of route kinds whose CRDs may be missing; nil when they are.
+	grpcRoutes, tlsRoutes, tcpRoutes, udpRoutes cache.GenericLister
 }
 
 // Merge returns file's config with the translation's frontends and backends added. The file's
@@ -88,6 +95,7 @@ func Merge(file *config.Config, r *Result) *config.Config {
 	c := *file
 	c.Frontends = append(slices.Clone(file.Frontends), r.Frontends...)
 	c.Backends = append(slices.Clone(file.Backends), r.Backends...)
+	c.VRRP = loadBalancerVIPs(file, r)
 	return &c
 }
 
@@ -172,6 +180,25 @@ func (p *Provider) run(ctx context.Context, ready chan<- error) error {
 		syncs = append(syncs, inf.HasSynced)
 		return cache.NewGenericLister(inf.GetIndexer(), gvr(gr))
 	}
+	// Watch the route kinds that the cluster has: a watch of a resource without its CRD would
+	// never sync. A CRD installed later needs a restart.
+	served := map[string]bool{}
+	if rl, err := p.core.Discovery().ServerResourcesForGroupVersion(gwv1.GroupVersion.String()); err == nil {
+		for _, r := range rl.APIResources {
+			served[r.Name] = true
+		}
+	} else {
+		p.logger().Warn("kubernetes: listing the Gateway API resources", "err", err)
+	}
+	var missing []string
+	for _, r := range []string{"grpcroutes", "tlsroutes", "tcproutes", "udproutes"} {
+		if !served[r] {
+			missing = append(missing, r)
+		}
+	}
+	if len(missing) > 0 {
+		p.logger().Info("kubernetes: these Gateway API resources are not installed and not watched", "resources", missing)
+	}
 	var starts []func()
 	for _, ns := range namespaces {
 		cf := informers.NewSharedInformerFactoryWithOptions(p.core, 0, informers.WithNamespace(ns))
@@ -185,12 +212,26 @@ func (p *Provider) run(ctx context.Context, ready chan<- error) error {
 			secrets:   watch(cf.Core().V1().Secrets().Informer(), "secrets"),
 			ingresses: watch(cf.Networking().V1().Ingresses().Informer(), "ingresses"),
 		}
+		if served["grpcroutes"] {
+			l.grpcRoutes = watch(gf.Gateway().V1().GRPCRoutes().Informer(), "grpcroutes")
+		}
+		if served["tlsroutes"] {
+			l.tlsRoutes = watch(gf.Gateway().V1().TLSRoutes().Informer(), "tlsroutes")
+		}
+		if served["tcproutes"] {
+			l.tcpRoutes = watch(gf.Gateway().V1().TCPRoutes().Informer(), "tcproutes")
+		}
+		if served["udproutes"] {
+			l.udpRoutes = watch(gf.Gateway().V1().UDPRoutes().Informer(), "udproutes")
+		}
 		p.listers = append(p.listers, l)
 		starts = append(starts, func() { cf.Start(ctx.Done()); gf.Start(ctx.Done()) })
 	}
 	cluster := gwinformers.NewSharedInformerFactory(p.gw, 0)
 	p.gcs = watch(cluster.Gateway().V1().GatewayClasses().Informer(), "gatewayclasses")
-	starts = append(starts, func() { cluster.Start(ctx.Done()) })
+	clusterCore := informers.NewSharedInformerFactory(p.core, 0)
+	p.namespaces = watch(clusterCore.Core().V1().Namespaces().Informer(), "namespaces")
+	starts = append(starts, func() { cluster.Start(ctx.Done()); clusterCore.Start(ctx.Done()) })
 	for _, s := range starts {
 		s()
 	}
@@ -243,6 +284,9 @@ func gvr(resource string) schema.GroupResource { return schema.GroupResource{Res
 func list[T any](ls []listers, field func(listers) cache.GenericLister) []T {
 	var out []T
 	for _, l := range ls {
+		if field(l) == nil {
+			continue // not watched
+		}
 		objs, _ := field(l).List(labels.Everything())
 		for _, o := range objs {
 			if v, ok := o.(T); ok {
@@ -267,6 +311,14 @@ func (p *Provider) objects() Objects {
 	o.Services = list[*corev1.Service](p.listers, func(l listers) cache.GenericLister { return l.services })
 	o.EndpointSlices = list[*discoveryv1.EndpointSlice](p.listers, func(l listers) cache.GenericLister { return l.slices })
 	o.Secrets = list[*corev1.Secret](p.listers, func(l listers) cache.GenericLister { return l.secrets })
+	o.GRPCRoutes = list[*gwv1.GRPCRoute](p.listers, func(l listers) cache.GenericLister { return l.grpcRoutes })
+	o.TLSRoutes = list[*gwv1.TLSRoute](p.listers, func(l listers) cache.GenericLister { return l.tlsRoutes })
+	o.TCPRoutes = list[*gwv1.TCPRoute](p.listers, func(l listers) cache.GenericLister { return l.tcpRoutes })
+	o.UDPRoutes = list[*gwv1.UDPRoute](p.listers, func(l listers) cache.GenericLister { return l.udpRoutes })
+	nss, _ := p.namespaces.List(labels.Everything())
+	for _, n := range nss {
+		o.Namespaces = append(o.Namespaces, n.(*corev1.Namespace))
+	}
 	return o
 }
 
@@ -289,6 +341,7 @@ func (p *Provider) sync(ctx context.Context, notFound string) {
 		p.logger().Error("kubernetes: the objects' config was refused; the running config stays", "err", err)
 		return
 	}
+	p.logLoadBalancers(res.Status.Services)
 	p.logger().Debug("kubernetes: applied", "frontends", len(res.Frontends), "backends", len(res.Backends), "took", time.Since(start).Round(time.Microsecond))
 	if !p.writer.Load() {
 		return
@@ -382,35 +435,40 @@ func (p *Provider) writeStatus(ctx context.Context, st *Status) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, o := range objs.HTTPRoutes {
-		want := st.HTTPRoutes[nn(o.Namespace, o.Name)]
-		o = o.DeepCopy()
-		var parents []gwv1.RouteParentStatus
-		for _, h := range o.Status.Parents {
-			if string(h.ControllerName) != p.Config.ControllerName {
-				parents = append(parents, h) // another controller's
-			}
-		}
-		for _, w := range want {
-			var c []metav1.Condition
-			for _, h := range o.Status.Parents {
-				if string(h.ControllerName) == p.Config.ControllerName && equality.Semantic.DeepEqual(h.ParentRef, w.ParentRef) {
-					c = slices.Clone(h.Conditions)
-				}
-			}
-			mergeConditions(&c, w.Conditions) // sets LastTransitionTime where the status changed
-			w.Conditions = c
-			parents = append(parents, w)
-		}
-		if !equality.Semantic.DeepEqual(o.Status.Parents, parents) && (len(parents) > 0 || len(o.Status.Parents) > 0) {
-			o.Status.Parents = parents
-			if o.Status.Parents == nil {
-				o.Status.Parents = []gwv1.RouteParentStatus{}
-			}
-			_, err := p.gw.GatewayV1().HTTPRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
-			errs = append(errs, err)
-		}
-	}
+	ctrl := p.Config.ControllerName
+	routes := p.gw.GatewayV1()
+	errs = append(errs,
+		writeRouteStatus(ctx, ctrl, objs.HTTPRoutes, st.HTTPRoutes,
+			func(o *gwv1.HTTPRoute) *gwv1.RouteStatus { return &o.Status.RouteStatus },
+			func(ctx context.Context, o *gwv1.HTTPRoute) error {
+				_, err := routes.HTTPRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
+				return err
+			}),
+		writeRouteStatus(ctx, ctrl, objs.GRPCRoutes, st.GRPCRoutes,
+			func(o *gwv1.GRPCRoute) *gwv1.RouteStatus { return &o.Status.RouteStatus },
+			func(ctx context.Context, o *gwv1.GRPCRoute) error {
+				_, err := routes.GRPCRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
+				return err
+			}),
+		writeRouteStatus(ctx, ctrl, objs.TLSRoutes, st.TLSRoutes,
+			func(o *gwv1.TLSRoute) *gwv1.RouteStatus { return &o.Status.RouteStatus },
+			func(ctx context.Context, o *gwv1.TLSRoute) error {
+				_, err := routes.TLSRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
+				return err
+			}),
+		writeRouteStatus(ctx, ctrl, objs.TCPRoutes, st.TCPRoutes,
+			func(o *gwv1.TCPRoute) *gwv1.RouteStatus { return &o.Status.RouteStatus },
+			func(ctx context.Context, o *gwv1.TCPRoute) error {
+				_, err := routes.TCPRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
+				return err
+			}),
+		writeRouteStatus(ctx, ctrl, objs.UDPRoutes, st.UDPRoutes,
+			func(o *gwv1.UDPRoute) *gwv1.RouteStatus { return &o.Status.RouteStatus },
+			func(ctx context.Context, o *gwv1.UDPRoute) error {
+				_, err := routes.UDPRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
+				return err
+			}),
+	)
 	for _, o := range objs.Ingresses {
 		want, ok := st.Ingresses[nn(o.Namespace, o.Name)]
 		if !ok || equality.Semantic.DeepEqual(o.Status.LoadBalancer, want) {
@@ -421,6 +479,7 @@ func (p *Provider) writeStatus(ctx context.Context, st *Status) error {
 		_, err := p.core.NetworkingV1().Ingresses(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
 		errs = append(errs, err)
 	}
+	errs = append(errs, p.writeServiceStatus(ctx, objs.Services, st.Services))
 	return errors.Join(errs...)
 }
 

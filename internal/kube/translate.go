@@ -1,7 +1,8 @@
 // Package kube makes waage a Gateway API and Ingress controller. It watches GatewayClasses, Gateways,
-// HTTPRoutes, ReferenceGrants, Ingresses, Services, EndpointSlices and Secrets, turns them into the
-// same config model the file gives (frontends, backends and routes named namespace/name), hands that
-// to a callback that merges it with the file's own config and applies it, and writes status back.
+// HTTPRoutes, GRPCRoutes, TLSRoutes, TCPRoutes, UDPRoutes, ReferenceGrants, Ingresses, Services,
+// EndpointSlices, Secrets and Namespaces, turns them into the same config model the file gives
+// (frontends, backends and routes named namespace/name), hands that to a callback that merges it
+// with the file's own config and applies it, and writes status back.
 //
 // The package produces config and never touches the data path: Translate is a pure function of the
 // objects, and Provider is the watch, debounce and status loop around it.
@@ -33,11 +34,17 @@ type Objects struct {
 	GatewayClasses  []*gwv1.GatewayClass
 	Gateways        []*gwv1.Gateway
 	HTTPRoutes      []*gwv1.HTTPRoute
+	GRPCRoutes      []*gwv1.GRPCRoute
+	TLSRoutes       []*gwv1.TLSRoute
+	TCPRoutes       []*gwv1.TCPRoute
+	UDPRoutes       []*gwv1.UDPRoute
 	ReferenceGrants []*gwv1.ReferenceGrant
 	Ingresses       []*netv1.Ingress
 	Services        []*corev1.Service
 	EndpointSlices  []*discoveryv1.EndpointSlice
 	Secrets         []*corev1.Secret
+	// Namespaces are read for their labels (allowedRoutes namespaces From Selector).
+	Namespaces []*corev1.Namespace
 }
 
 // Options are the settings of a translation.
@@ -72,7 +79,14 @@ type Status struct {
 	Gateways       map[types.NamespacedName]gwv1.GatewayStatus
 	// HTTPRoutes holds the parent statuses of this controller only; others' stay as they are.
 	HTTPRoutes map[types.NamespacedName][]gwv1.RouteParentStatus
+	// GRPCRoutes, TLSRoutes, TCPRoutes and UDPRoutes are like HTTPRoutes.
+	GRPCRoutes map[types.NamespacedName][]gwv1.RouteParentStatus
+	TLSRoutes  map[types.NamespacedName][]gwv1.RouteParentStatus
+	TCPRoutes  map[types.NamespacedName][]gwv1.RouteParentStatus
+	UDPRoutes  map[types.NamespacedName][]gwv1.RouteParentStatus
 	Ingresses  map[types.NamespacedName]netv1.IngressLoadBalancerStatus
+	// Services holds the Services of type LoadBalancer of waage's class (loadbalancer.go).
+	Services map[types.NamespacedName]ServiceLB
 }
 
 const (
@@ -100,6 +114,8 @@ type translator struct {
 	backends map[string]config.Backend
 	files    map[string][]byte
 	status   Status
+
+	namespaces map[string]*corev1.Namespace // by name
 }
 
 // Translate turns the objects into config and status. It is pure: the same objects give the same
@@ -116,6 +132,10 @@ func Translate(objs Objects, opts Options) Result {
 			GatewayClasses: map[string][]metav1.Condition{},
 			Gateways:       map[types.NamespacedName]gwv1.GatewayStatus{},
 			HTTPRoutes:     map[types.NamespacedName][]gwv1.RouteParentStatus{},
+			GRPCRoutes:     map[types.NamespacedName][]gwv1.RouteParentStatus{},
+			TLSRoutes:      map[types.NamespacedName][]gwv1.RouteParentStatus{},
+			TCPRoutes:      map[types.NamespacedName][]gwv1.RouteParentStatus{},
+			UDPRoutes:      map[types.NamespacedName][]gwv1.RouteParentStatus{},
 			Ingresses:      map[types.NamespacedName]netv1.IngressLoadBalancerStatus{},
 		},
 	}
@@ -132,9 +152,14 @@ func Translate(objs Objects, opts Options) Result {
 	for _, s := range objs.Secrets {
 		t.secrets[nn(s.Namespace, s.Name)] = s
 	}
+	t.namespaces = map[string]*corev1.Namespace{}
+	for _, n := range objs.Namespaces {
+		t.namespaces[n.Name] = n
+	}
 	var res Result
 	res.Frontends = append(res.Frontends, t.gateways()...)
 	res.Frontends = append(res.Frontends, t.ingresses()...)
+	res.Frontends = append(res.Frontends, t.loadBalancers(res.Frontends)...)
 	for _, name := range slices.Sorted(maps.Keys(t.backends)) {
 		res.Backends = append(res.Backends, t.backends[name])
 	}
@@ -251,12 +276,7 @@ func sortedByAge[T metav1.Object](objs []T) []T {
 
 func (t *translator) gateways() []config.Frontend {
 	classes := t.ourClasses()
-	type port struct {
-		protocol gwv1.ProtocolType
-		certs    []config.Certificate
-		entries  []routeEntry
-	}
-	ports := map[int32]*port{}
+	ports := map[portKey]*gatewayPort{}
 	reserved := map[int32]bool{}
 	k := t.opts.Kubernetes
 	for _, a := range slices.Concat(t.opts.Reserved, k.IngressListen.HTTP, k.IngressListen.HTTPS) {
@@ -280,7 +300,7 @@ func (t *translator) gateways() []config.Frontend {
 			byGateway[key] = append(byGateway[key], li)
 			gen := gw.Generation
 			switch l.Protocol {
-			case gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType:
+			case gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType, gwv1.TLSProtocolType, gwv1.TCPProtocolType, gwv1.UDPProtocolType:
 			default:
 				li.ok = false
 				li.conds = append(li.conds, cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonUnsupportedProtocol), fmt.Sprintf("protocol %s is not supported", l.Protocol), gen))
@@ -291,23 +311,33 @@ func (t *translator) gateways() []config.Frontend {
 				li.conds = append(li.conds, cond(string(gwv1.ListenerConditionAccepted), false, string(gwv1.ListenerReasonPortUnavailable), fmt.Sprintf("port %d is used by waage's own configuration", l.Port), gen))
 				continue
 			}
-			p := ports[l.Port]
+			p := ports[listenerPort(l)]
 			if p == nil {
-				p = &port{protocol: l.Protocol}
-				ports[l.Port] = p
+				p = &gatewayPort{protocol: l.Protocol, mode: listenerMode(l)}
+				ports[listenerPort(l)] = p
 			}
-			if p.protocol != l.Protocol {
+			if p.protocol != l.Protocol || p.mode != listenerMode(l) {
 				li.ok = false
-				li.conds = append(li.conds, cond(string(gwv1.ListenerConditionConflicted), true, string(gwv1.ListenerReasonProtocolConflict), fmt.Sprintf("port %d already serves %s", l.Port, p.protocol), gen))
+				li.conds = append(li.conds, cond(string(gwv1.ListenerConditionConflicted), true, string(gwv1.ListenerReasonProtocolConflict), fmt.Sprintf("port %d already serves %s %s", l.Port, p.protocol, p.mode), gen))
 				continue
 			}
 			resolved, reason, msg := true, string(gwv1.ListenerReasonResolvedRefs), ""
-			if l.Protocol == gwv1.HTTPSProtocolType {
+			if l.Protocol == gwv1.HTTPSProtocolType || listenerMode(l) == gwv1.TLSModeTerminate {
 				certs, r, m := t.listenerCerts(gw, l)
 				if r != "" {
 					resolved, reason, msg = false, r, m
 				}
 				p.certs = append(p.certs, certs...)
+			}
+			if kinds, invalid := listenerKinds(l); len(invalid) > 0 && resolved {
+				// Routes of the kinds it can serve still attach, if any.
+				resolved, reason, msg = len(kinds) > 0, string(gwv1.ListenerReasonInvalidRouteKinds), fmt.Sprintf("route kinds %s are not supported on %s listeners", strings.Join(invalid, ", "), l.Protocol)
+				li.conds = append(li.conds,
+					cond(string(gwv1.ListenerConditionAccepted), true, string(gwv1.ListenerReasonAccepted), "", gen),
+					cond(string(gwv1.ListenerConditionConflicted), false, string(gwv1.ListenerReasonNoConflicts), "", gen),
+					cond(string(gwv1.ListenerConditionResolvedRefs), false, reason, msg, gen))
+				li.ok = resolved
+				continue
 			}
 			li.conds = append(li.conds,
 				cond(string(gwv1.ListenerConditionAccepted), true, string(gwv1.ListenerReasonAccepted), "", gen),
@@ -320,9 +350,10 @@ func (t *translator) gateways() []config.Frontend {
 	}
 	for _, hr := range sortedByAge(t.objs.HTTPRoutes) {
 		t.httpRoute(hr, byGateway, func(l *listener, e routeEntry) {
-			ports[l.l.Port].entries = append(ports[l.l.Port].entries, e)
+			ports[listenerPort(l.l)].entries = append(ports[listenerPort(l.l)].entries, e)
 		})
 	}
+	t.otherRoutes(byGateway, ports)
 	// Gateway status.
 	for _, gw := range gateways {
 		key := nn(gw.Namespace, gw.Name)
@@ -346,11 +377,7 @@ func (t *translator) gateways() []config.Frontend {
 			} else {
 				valid++
 			}
-			kinds := []gwv1.RouteGroupKind{}
-			if li.l.Protocol == gwv1.HTTPProtocolType || li.l.Protocol == gwv1.HTTPSProtocolType {
-				g := gwv1.Group(gatewayGroup)
-				kinds = append(kinds, gwv1.RouteGroupKind{Group: &g, Kind: kindHTTP})
-			}
+			kinds, _ := listenerKinds(li.l)
 			st.Listeners = append(st.Listeners, gwv1.ListenerStatus{
 				Name: li.l.Name, SupportedKinds: kinds, AttachedRoutes: li.attached,
 				Conditions: append(slices.Clone(li.conds), programmed),
@@ -370,8 +397,18 @@ func (t *translator) gateways() []config.Frontend {
 		t.status.Gateways[key] = st
 	}
 	var out []config.Frontend
-	for _, pn := range slices.Sorted(maps.Keys(ports)) {
-		p := ports[pn]
+	for _, pk := range slices.SortedFunc(maps.Keys(ports), func(a, b portKey) int {
+		return cmp.Or(cmp.Compare(a.num, b.num), cmp.Compare(btoi(a.udp), btoi(b.udp)))
+	}) {
+		p := ports[pk]
+		if p.protocol != gwv1.HTTPProtocolType && p.protocol != gwv1.HTTPSProtocolType {
+			if p.mode == gwv1.TLSModeTerminate && len(p.certs) == 0 {
+				continue // as for HTTPS below
+			}
+			out = append(out, t.l4Frontend(pk, p))
+			continue
+		}
+		pn := pk.num
 		fe := config.Frontend{
 			Name: "kubernetes/gateway-" + strconv.Itoa(int(pn)), Mode: "http",
 			Listen: []string{net.JoinHostPort(t.opts.Kubernetes.GatewayBind, strconv.Itoa(int(pn)))},
@@ -392,15 +429,19 @@ func (t *translator) gateways() []config.Frontend {
 				}
 			}
 		}
+		if fe.TLS == nil {
+			fe.H2C = t.servesH2C(p, fe.Routes)
+		}
 		out = append(out, fe)
 	}
 	return out
 }
 
-// listenerCerts resolves an HTTPS listener's certificateRefs; reason is set when one fails.
+// listenerCerts resolves the certificateRefs of an HTTPS or TLS (Terminate) listener; reason is
+// set when one fails.
 func (t *translator) listenerCerts(gw *gwv1.Gateway, l *gwv1.Listener) (certs []config.Certificate, reason, msg string) {
 	if l.TLS == nil || len(l.TLS.CertificateRefs) == 0 {
-		return nil, string(gwv1.ListenerReasonInvalidCertificateRef), "an HTTPS listener needs tls.certificateRefs"
+		return nil, string(gwv1.ListenerReasonInvalidCertificateRef), "a listener that terminates TLS needs tls.certificateRefs"
 	}
 	if l.TLS.Mode != nil && *l.TLS.Mode != gwv1.TLSModeTerminate {
 		return nil, string(gwv1.ListenerReasonInvalidCertificateRef), "only tls.mode Terminate is supported on HTTPS listeners"
@@ -498,107 +539,30 @@ func hostnames(listener *gwv1.Hostname, route []gwv1.Hostname) ([]string, bool) 
 	return out, len(out) > 0
 }
 
-// allowedRoutes reports whether a listener accepts an HTTPRoute from namespace ns.
-func allowedRoutes(gw *gwv1.Gateway, l *gwv1.Listener, ns string) bool {
-	ar := l.AllowedRoutes
-	if ar != nil && len(ar.Kinds) > 0 {
-		if !slices.ContainsFunc(ar.Kinds, func(k gwv1.RouteGroupKind) bool {
-			return k.Kind == kindHTTP && (k.Group == nil || *k.Group == gatewayGroup)
-		}) {
-			return false
-		}
-	}
-	from := gwv1.NamespacesFromSame
-	if ar != nil && ar.Namespaces != nil && ar.Namespaces.From != nil {
-		from = *ar.Namespaces.From
-	}
-	switch from {
-	case gwv1.NamespacesFromAll:
-		return true
-	case gwv1.NamespacesFromSame:
-		return ns == gw.Namespace
-	}
-	return false // Selector needs the namespaces' labels, which are not watched yet; None
-}
-
 // httpRoute attaches one HTTPRoute to the listeners its parentRefs name and records its status.
 func (t *translator) httpRoute(hr *gwv1.HTTPRoute, byGateway map[types.NamespacedName][]*listener, add func(*listener, routeEntry)) {
-	key := nn(hr.Namespace, hr.Name)
-	var parents []gwv1.RouteParentStatus
-	gen := hr.Generation
-	for _, pr := range hr.Spec.ParentRefs {
-		if (pr.Group != nil && *pr.Group != gatewayGroup) || (pr.Kind != nil && *pr.Kind != kindGateway) {
-			continue
-		}
-		ns := hr.Namespace
-		if pr.Namespace != nil {
-			ns = string(*pr.Namespace)
-		}
-		ls, ours := byGateway[nn(ns, string(pr.Name))]
-		if !ours {
-			continue
-		}
-		ps := gwv1.RouteParentStatus{ParentRef: pr, ControllerName: gwv1.GatewayController(t.opts.Kubernetes.ControllerName)}
-		var matched []*listener
-		var hosts [][]string
-		reason := string(gwv1.RouteReasonNoMatchingParent)
-		for _, li := range ls {
-			if pr.SectionName != nil && *pr.SectionName != li.l.Name {
-				continue
-			}
-			if pr.Port != nil && *pr.Port != li.l.Port {
-				continue
-			}
-			if !li.ok {
-				continue
-			}
-			if !allowedRoutes(li.gw, li.l, hr.Namespace) {
-				if reason == string(gwv1.RouteReasonNoMatchingParent) {
-					reason = string(gwv1.RouteReasonNotAllowedByListeners)
-				}
-				continue
-			}
-			h, ok := hostnames(li.l.Hostname, hr.Spec.Hostnames)
-			if !ok {
-				reason = string(gwv1.RouteReasonNoMatchingListenerHostname)
-				continue
-			}
-			matched = append(matched, li)
-			hosts = append(hosts, h)
-		}
-		if len(matched) == 0 {
-			ps.Conditions = []metav1.Condition{cond(string(gwv1.RouteConditionAccepted), false, reason, "", gen)}
-			parents = append(parents, ps)
-			continue
-		}
-		rules, resolved, unsupported := t.httpRules(hr)
-		if unsupported != "" {
-			ps.Conditions = []metav1.Condition{
-				cond(string(gwv1.RouteConditionAccepted), false, string(gwv1.RouteReasonUnsupportedValue), unsupported, gen),
-				resolved,
-			}
-			parents = append(parents, ps)
-			continue
-		}
-		for i, li := range matched {
-			li.attached++
+	var rules []routeEntry
+	parents := t.attachRoute(kindHTTP, hr, hr.Spec.ParentRefs, hr.Spec.Hostnames, byGateway, parentAttach{
+		translate: func() (metav1.Condition, string) {
+			var resolved metav1.Condition
+			var unsupported string
+			rules, resolved, unsupported = t.httpRules(hr)
+			return resolved, unsupported
+		},
+		attach: func(li *listener, hosts []string) string {
 			for _, e := range rules {
-				for _, h := range hostsOrNone(hosts[i]) {
+				for _, h := range hostsOrNone(hosts) {
 					e := e
 					e.host = h
 					e.routes = withHost(e.routes, h)
 					add(li, e)
 				}
 			}
-		}
-		ps.Conditions = []metav1.Condition{
-			cond(string(gwv1.RouteConditionAccepted), true, string(gwv1.RouteReasonAccepted), "", gen),
-			resolved,
-		}
-		parents = append(parents, ps)
-	}
+			return ""
+		},
+	})
 	if len(parents) > 0 {
-		t.status.HTTPRoutes[key] = parents
+		t.status.HTTPRoutes[nn(hr.Namespace, hr.Name)] = parents
 	}
 }
 
@@ -628,7 +592,11 @@ func (t *translator) httpRules(hr *gwv1.HTTPRoute) (entries []routeEntry, resolv
 	for ri, rule := range hr.Spec.Rules {
 		var reqOps, respOps config.HeaderOps
 		var hostRewrite string
-		var rewritePrefix *string
+		// A path modifier of URLRewrite (rewrite*) or RequestRedirect (redirect*): a full path,
+		// or the replacement of the PathPrefix matched.
+		var rewriteFull, redirectFull string
+		var rewritePrefix, redirectPrefix *string
+		var redirect *config.Redirect
 		for _, f := range rule.Filters {
 			switch f.Type {
 			case gwv1.HTTPRouteFilterRequestHeaderModifier:
@@ -648,21 +616,64 @@ func (t *translator) httpRules(hr *gwv1.HTTPRoute) (entries []routeEntry, resolv
 					hostRewrite = string(*u.Hostname)
 				}
 				if u.Path != nil {
-					if u.Path.Type != gwv1.PrefixMatchHTTPPathModifier || u.Path.ReplacePrefixMatch == nil || strings.TrimSuffix(*u.Path.ReplacePrefixMatch, "/") != "" {
-						return nil, resolved, fmt.Sprintf("rule %d: URLRewrite: only replacePrefixMatch \"/\" (removing the matched prefix) is supported", ri)
+					var msg string
+					if rewriteFull, rewritePrefix, msg = pathModifier(u.Path); msg != "" {
+						return nil, resolved, fmt.Sprintf("rule %d: URLRewrite: %s", ri, msg)
 					}
-					rewritePrefix = u.Path.ReplacePrefixMatch
+				}
+			case gwv1.HTTPRouteFilterRequestRedirect:
+				rr := f.RequestRedirect
+				if rr == nil {
+					continue
+				}
+				redirect = &config.Redirect{}
+				if rr.Scheme != nil {
+					redirect.Scheme = *rr.Scheme
+				}
+				if rr.Hostname != nil {
+					redirect.Host = string(*rr.Hostname)
+				}
+				if rr.Port != nil {
+					redirect.Port = int(*rr.Port)
+				}
+				if rr.StatusCode != nil {
+					redirect.Status = *rr.StatusCode
+				}
+				if !slices.Contains([]string{"", "http", "https"}, redirect.Scheme) || !slices.Contains([]int{0, 301, 302, 303, 307, 308}, redirect.Status) {
+					return nil, resolved, fmt.Sprintf("rule %d: RequestRedirect: scheme %q or statusCode %d is not supported", ri, redirect.Scheme, redirect.Status)
+				}
+				if rr.Path != nil {
+					var msg string
+					if redirectFull, redirectPrefix, msg = pathModifier(rr.Path); msg != "" {
+						return nil, resolved, fmt.Sprintf("rule %d: RequestRedirect: %s", ri, msg)
+					}
 				}
 			default:
 				return nil, resolved, fmt.Sprintf("rule %d: filter %s is not supported", ri, f.Type)
 			}
 		}
+		if redirect != nil && (hostRewrite != "" || rewriteFull != "" || rewritePrefix != nil) {
+			return nil, resolved, fmt.Sprintf("rule %d: RequestRedirect and URLRewrite cannot be used together", ri)
+		}
+		if redirect != nil && len(respOps.Set)+len(respOps.Add)+len(respOps.Remove) > 0 {
+			return nil, resolved, fmt.Sprintf("rule %d: ResponseHeaderModifier on a RequestRedirect is not supported", ri)
+		}
 		if hostRewrite != "" {
 			reqOps.Set = append(reqOps.Set, config.KV{Key: "Host", Value: hostRewrite})
 		}
-		backend, cnd := t.ruleBackend(hr, ri, rule.BackendRefs)
-		if cnd != nil && resolved.Status == metav1.ConditionTrue {
-			resolved = *cnd
+		var backend string
+		if redirect == nil {
+			// A redirect answers by itself: its rule has no backendRefs (the Gateway API's CRD
+			// refuses both together).
+			var cnd *metav1.Condition
+			backend, cnd = t.ruleBackend(hr, ri, rule.BackendRefs)
+			if cnd != nil && resolved.Status == metav1.ConditionTrue {
+				resolved = *cnd
+			}
+		}
+		full, prefixMod := rewriteFull, rewritePrefix
+		if redirect != nil {
+			full, prefixMod = redirectFull, redirectPrefix
 		}
 		matches := rule.Matches
 		if len(matches) == 0 {
@@ -671,6 +682,10 @@ func (t *translator) httpRules(hr *gwv1.HTTPRoute) (entries []routeEntry, resolv
 		for mi, m := range matches {
 			e := routeEntry{created: hr.CreationTimestamp, owner: owner, rule: ri, idx: mi, pathKind: 3}
 			base := config.Route{Backend: backend, RequestHeaders: reqOps, ResponseHeaders: respOps}
+			if redirect != nil {
+				// Request headers have no effect on a redirect (config refuses them there).
+				base = config.Route{Redirect: redirect}
+			}
 			var err error
 			if base.Match, err = headerQueryMethod(m); err != nil {
 				return nil, resolved, fmt.Sprintf("rule %d: %v", ri, err)
@@ -686,14 +701,15 @@ func (t *translator) httpRules(hr *gwv1.HTTPRoute) (entries []routeEntry, resolv
 					val = *m.Path.Value
 				}
 			}
-			if rewritePrefix != nil && typ != gwv1.PathMatchPathPrefix {
-				return nil, resolved, fmt.Sprintf("rule %d: URLRewrite replacePrefixMatch needs PathPrefix matches", ri)
+			if prefixMod != nil && typ != gwv1.PathMatchPathPrefix {
+				return nil, resolved, fmt.Sprintf("rule %d: replacePrefixMatch needs PathPrefix matches", ri)
 			}
 			switch typ {
 			case gwv1.PathMatchExact:
 				e.pathKind, e.pathLen = 0, len(val)
 				r := base
 				r.Name, r.Match.Path = name, val
+				setPath(&r, full, nil, "", false)
 				e.routes = []config.Route{r}
 			case gwv1.PathMatchRegularExpression:
 				if _, err := regexp.Compile(val); err != nil {
@@ -702,6 +718,7 @@ func (t *translator) httpRules(hr *gwv1.HTTPRoute) (entries []routeEntry, resolv
 				e.pathKind, e.pathLen = 1, len(val)
 				r := base
 				r.Name, r.Match.PathRegex = name, val
+				setPath(&r, full, nil, "", false)
 				e.routes = []config.Route{r}
 			default: // PathPrefix, element-wise: /foo matches /foo and /foo/bar, not /foobar
 				p := strings.TrimSuffix(val, "/")
@@ -709,21 +726,80 @@ func (t *translator) httpRules(hr *gwv1.HTTPRoute) (entries []routeEntry, resolv
 				if p == "" {
 					r := base
 					r.Name, r.Match.PathPrefix = name, "/"
+					setPath(&r, full, prefixMod, p, false)
 					e.routes = []config.Route{r}
 					break
 				}
 				exact, prefix := base, base
 				exact.Name, exact.Match.Path = name, p
 				prefix.Name, prefix.Match.PathPrefix = name+"/prefix", p+"/"
-				if rewritePrefix != nil {
-					exact.StripPrefix, prefix.StripPrefix = p, p
-				}
+				setPath(&exact, full, prefixMod, p, true)
+				setPath(&prefix, full, prefixMod, p, false)
 				e.routes = []config.Route{exact, prefix}
 			}
 			entries = append(entries, e)
 		}
 	}
 	return entries, resolved, ""
+}
+
+// pathModifier reads an HTTPPathModifier: the full path that replaces the request's, or the
+// replacement of the matched prefix (an empty one removes it, like "/"). msg says why it cannot
+// be served.
+func pathModifier(m *gwv1.HTTPPathModifier) (full string, prefix *string, msg string) {
+	switch m.Type {
+	case gwv1.FullPathHTTPPathModifier:
+		full = "/"
+		if m.ReplaceFullPath != nil && *m.ReplaceFullPath != "" {
+			full = *m.ReplaceFullPath
+		}
+		if !config.ValidPath(full) {
+			return "", nil, fmt.Sprintf("replaceFullPath %q is not a valid path", full)
+		}
+		return full, nil, ""
+	case gwv1.PrefixMatchHTTPPathModifier:
+		p := "/"
+		if m.ReplacePrefixMatch != nil && *m.ReplacePrefixMatch != "" {
+			p = *m.ReplacePrefixMatch
+		}
+		if !config.ValidPath(p) {
+			return "", nil, fmt.Sprintf("replacePrefixMatch %q is not a valid path", p)
+		}
+		return "", &p, ""
+	}
+	return "", nil, fmt.Sprintf("path type %q is not supported", m.Type)
+}
+
+// setPath gives route r the path change of its rule: full replaces the whole path, prefix (when
+// set) the PathPrefix p matched, which is without its trailing slash and "" for "/". httpRules
+// turns PathPrefix p into an exact route for p itself and a prefix route for p+"/"; on the exact
+// one the whole path is p, so its replacement is a fixed path (/foo with /xyz: /xyz; with "/": /).
+// A rewrite that removes the prefix is strip_prefix.
+func setPath(r *config.Route, full string, prefix *string, p string, exact bool) {
+	var path, replace string
+	switch {
+	case full != "":
+		path = full
+	case prefix == nil:
+		return
+	case exact:
+		path = cmp.Or(strings.TrimSuffix(*prefix, "/"), "/")
+	default:
+		replace = *prefix
+	}
+	if r.Redirect != nil {
+		rd := *r.Redirect
+		rd.Path, rd.ReplacePrefix = path, replace
+		r.Redirect = &rd
+		return
+	}
+	if prefix != nil && strings.TrimSuffix(*prefix, "/") == "" {
+		if p != "" {
+			r.StripPrefix = p
+		}
+		return
+	}
+	r.Rewrite = &config.Rewrite{Path: path, ReplacePrefix: replace}
 }
 
 func headerOps(ops config.HeaderOps, f *gwv1.HTTPHeaderFilter) config.HeaderOps {
@@ -781,64 +857,14 @@ type ref struct {
 	missing bool
 }
 
-// ruleBackend makes the backend of one rule and returns its name; cnd is set when a backendRef
-// did not resolve. One plain Service ref uses the Service's own backend "ns/svc:port"; several,
-// or one that did not resolve, get a backend of the rule, "ns/route/ruleN", whose server weights
-// split the requests as the backendRefs' weights say.
+// ruleBackend makes the backend of one HTTPRoute rule (see rulesBackend) and returns its name;
+// cnd is set when a backendRef did not resolve.
 func (t *translator) ruleBackend(hr *gwv1.HTTPRoute, ri int, brs []gwv1.HTTPBackendRef) (string, *metav1.Condition) {
-	var cnd *metav1.Condition
-	fail := func(reason, msg string) {
-		if cnd == nil {
-			c := cond(string(gwv1.RouteConditionResolvedRefs), false, reason, msg, hr.Generation)
-			cnd = &c
-		}
+	refs := make([]ruleRef, len(brs))
+	for i, br := range brs {
+		refs[i] = ruleRef{BackendRef: br.BackendRef, filtered: len(br.Filters) > 0}
 	}
-	var refs []ref
-	var single string
-	for _, br := range brs {
-		w := 1
-		if br.Weight != nil {
-			w = int(*br.Weight)
-		}
-		if len(br.Filters) > 0 {
-			fail(string(gwv1.RouteReasonUnsupportedValue), "filters on backendRefs are not supported")
-			refs = append(refs, ref{weight: w, missing: true})
-			continue
-		}
-		if (br.Group != nil && *br.Group != "") || (br.Kind != nil && *br.Kind != kindService) {
-			fail(string(gwv1.RouteReasonInvalidKind), fmt.Sprintf("backendRef %s: only core Services are supported", br.Name))
-			refs = append(refs, ref{weight: w, missing: true})
-			continue
-		}
-		ns := hr.Namespace
-		if br.Namespace != nil && string(*br.Namespace) != hr.Namespace {
-			ns = string(*br.Namespace)
-			if !t.granted(gatewayGroup, kindHTTP, hr.Namespace, "", kindService, ns, string(br.Name)) {
-				fail(string(gwv1.RouteReasonRefNotPermitted), fmt.Sprintf("no ReferenceGrant in %s allows Service %s", ns, br.Name))
-				refs = append(refs, ref{weight: w, missing: true})
-				continue
-			}
-		}
-		if br.Port == nil {
-			fail(string(gwv1.RouteReasonBackendNotFound), fmt.Sprintf("backendRef %s/%s: port is required", ns, br.Name))
-			refs = append(refs, ref{weight: w, missing: true})
-			continue
-		}
-		name, servers, ok := t.serviceBackend(ns, string(br.Name), intOrName{num: *br.Port})
-		if !ok {
-			fail(string(gwv1.RouteReasonBackendNotFound), fmt.Sprintf("Service %s/%s port %d not found", ns, br.Name, *br.Port))
-			refs = append(refs, ref{weight: w, missing: true})
-			continue
-		}
-		single = name
-		refs = append(refs, ref{servers: servers, weight: w})
-	}
-	if len(refs) == 1 && !refs[0].missing && refs[0].weight > 0 {
-		return single, cnd
-	}
-	name := fmt.Sprintf("%s/%s/rule%d", hr.Namespace, hr.Name, ri)
-	t.backends[name] = config.Backend{Name: name, Algorithm: "weighted_round_robin", Servers: t.weighted(refs)}
-	return name, cnd
+	return t.rulesBackend(kindHTTP, hr, ri, backendHTTP, refs)
 }
 
 // weighted gives each server the share of its backendRef's weight divided among the ref's
@@ -902,31 +928,40 @@ func gcd(a, b int) int {
 	return a
 }
 
-// intOrName is a Service port by number or by name.
+// intOrName is a Service port by number or by name, with its protocol (empty: TCP).
 type intOrName struct {
-	num  int32
-	name string
+	num   int32
+	name  string
+	proto corev1.Protocol
 }
 
-// serviceBackend makes the backend of one Service port, "ns/svc:port", from its EndpointSlices
-// and returns its name and servers; ok is false when the Service or the port does not exist.
+// serviceBackend makes the backend of one Service port, "ns/svc:port" ("ns/svc:port/udp" for a
+// UDP port), from its EndpointSlices and returns its name and servers; ok is false when the
+// Service or the port (with the protocol asked for) does not exist.
 func (t *translator) serviceBackend(ns, svc string, p intOrName) (string, []config.Server, bool) {
 	s := t.services[nn(ns, svc)]
 	if s == nil {
 		return "", nil, false
 	}
+	proto := cmp.Or(p.proto, corev1.ProtocolTCP)
 	var sp *corev1.ServicePort
 	for i := range s.Spec.Ports {
 		q := &s.Spec.Ports[i]
+		if cmp.Or(q.Protocol, corev1.ProtocolTCP) != proto {
+			continue
+		}
 		if (p.name != "" && q.Name == p.name) || (p.name == "" && q.Port == p.num) {
 			sp = q
 			break
 		}
 	}
-	if sp == nil || (sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP) {
+	if sp == nil {
 		return "", nil, false
 	}
 	name := fmt.Sprintf("%s/%s:%d", ns, svc, sp.Port)
+	if proto != corev1.ProtocolTCP {
+		name += "/" + strings.ToLower(string(proto))
+	}
 	if b, ok := t.backends[name]; ok {
 		return name, b.Servers, true
 	}
@@ -942,7 +977,7 @@ func (t *translator) serviceBackend(ns, svc string, p intOrName) (string, []conf
 			if ep.Name != nil {
 				epName = *ep.Name
 			}
-			if epName == sp.Name && ep.Port != nil && (ep.Protocol == nil || *ep.Protocol == corev1.ProtocolTCP) {
+			if epName == sp.Name && ep.Port != nil && (ep.Protocol == nil && proto == corev1.ProtocolTCP || ep.Protocol != nil && *ep.Protocol == proto) {
 				port = *ep.Port
 			}
 		}

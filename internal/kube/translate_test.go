@@ -269,18 +269,27 @@ func TestURLRewritePrefix(t *testing.T) {
 }
 
 func TestUnsupportedFilters(t *testing.T) {
+	redirect := gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterRequestRedirect, RequestRedirect: &gwv1.HTTPRequestRedirectFilter{Scheme: ptr("https")}}
+	prefix := &gwv1.HTTPPathModifier{Type: gwv1.PrefixMatchHTTPPathModifier, ReplacePrefixMatch: ptr("/x")}
 	tests := []struct {
-		name   string
-		filter gwv1.HTTPRouteFilter
+		name    string
+		filters []gwv1.HTTPRouteFilter
+		matches []gwv1.HTTPRouteMatch
 	}{
-		{"redirect", gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterRequestRedirect, RequestRedirect: &gwv1.HTTPRequestRedirectFilter{Scheme: ptr("https")}}},
-		{"rewrite full path", gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterURLRewrite, URLRewrite: &gwv1.HTTPURLRewriteFilter{
-			Path: &gwv1.HTTPPathModifier{Type: gwv1.FullPathHTTPPathModifier, ReplaceFullPath: ptr("/x")}}}},
-		{"mirror", gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterRequestMirror}},
+		{name: "redirect with rewrite", filters: []gwv1.HTTPRouteFilter{redirect, {Type: gwv1.HTTPRouteFilterURLRewrite, URLRewrite: &gwv1.HTTPURLRewriteFilter{
+			Path: &gwv1.HTTPPathModifier{Type: gwv1.FullPathHTTPPathModifier, ReplaceFullPath: ptr("/x")}}}}},
+		{name: "redirect with response headers", filters: []gwv1.HTTPRouteFilter{redirect, {Type: gwv1.HTTPRouteFilterResponseHeaderModifier,
+			ResponseHeaderModifier: &gwv1.HTTPHeaderFilter{Set: []gwv1.HTTPHeader{{Name: "X-A", Value: "1"}}}}}},
+		{name: "redirect status", filters: []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterRequestRedirect, RequestRedirect: &gwv1.HTTPRequestRedirectFilter{StatusCode: ptr(200)}}}},
+		{name: "replacePrefixMatch on an exact match", filters: []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterURLRewrite, URLRewrite: &gwv1.HTTPURLRewriteFilter{Path: prefix}}},
+			matches: []gwv1.HTTPRouteMatch{pathMatch(gwv1.PathMatchExact, "/a")}},
+		{name: "invalid path", filters: []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterRequestRedirect, RequestRedirect: &gwv1.HTTPRequestRedirectFilter{
+			Path: &gwv1.HTTPPathModifier{Type: gwv1.FullPathHTTPPathModifier, ReplaceFullPath: ptr("/a b")}}}}},
+		{name: "mirror", filters: []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterRequestMirror}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hr := route("r", 0, nil, gwv1.HTTPRouteRule{Filters: []gwv1.HTTPRouteFilter{tt.filter}, BackendRefs: []gwv1.HTTPBackendRef{backendRef("a", 1)}})
+			hr := route("r", 0, nil, gwv1.HTTPRouteRule{Matches: tt.matches, Filters: tt.filters, BackendRefs: []gwv1.HTTPBackendRef{backendRef("a", 1)}})
 			r := Translate(world(hr), opts())
 			if f := frontend(t, r, "kubernetes/gateway-80"); len(f.Routes) != 0 {
 				t.Errorf("routes = %+v, want none", f.Routes)

@@ -44,12 +44,12 @@ type keyKind uint8
 const (
 	keyNone     keyKind = iota
 	keySourceIP         // source_ip_hash: the client's address
-	keySource           // hash: the client's address and port
+	keySource           // hash and maglev: the client's address and port
 )
 
 // NewBackend compiles bc over servers (shared through the registry with the HTTP side).
 func NewBackend(bc config.Backend, servers []*backend.Server, outlier *health.Outlier) (*Backend, error) {
-	bal, err := balance.New(bc.Algorithm, servers, balance.Options{})
+	bal, err := balance.New(bc.Algorithm, servers, balance.Options{MaglevTableSize: bc.MaglevTableSize})
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: %w", bc.Name, err)
 	}
@@ -66,7 +66,10 @@ func NewBackend(bc config.Backend, servers []*backend.Server, outlier *health.Ou
 	switch bc.Algorithm {
 	case balance.SourceIPHash:
 		b.keyKind = keySourceIP
-	case balance.Hash:
+	case balance.Hash, balance.Maglev:
+		// Address and port: connections and flows of one client spread over the servers, and
+		// a UDP flow keeps its key (so, with maglev, its server) on whichever node ECMP sends
+		// it to.
 		b.keyKind = keySource
 	}
 	if b.maxConns > 0 {

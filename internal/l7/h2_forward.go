@@ -161,6 +161,10 @@ func (f *forward) serve(sk sink) {
 	if f.rt == nil && (!f.route(sk) || !f.checkLimits(sk)) {
 		return
 	}
+	if rd := f.rt.redirect; rd != nil {
+		f.redirect(sk, rd)
+		return
+	}
 	if f.rt.Backend.h2Up() == nil {
 		// The servers speak HTTP/1.1: waage's own pooled connections (h2_pool.go).
 		f.proxyPooled(sk)
@@ -315,10 +319,14 @@ func forwardedElement(is6 bool, ip, host, scheme string) string {
 	return b.String()
 }
 
-// upstreamPath is the path sent to the server: the normalised path with the route's prefix
-// stripped.
+// upstreamPath is the path sent to the server: the normalised path rewritten or with the
+// route's prefix stripped.
 func (f *forward) upstreamPath() string {
 	path := f.path
+	if rw := f.rt.rewrite; rw != nil {
+		head, rest := rw.modify(path)
+		return head + string(rest)
+	}
 	if sp := f.rt.stripPrefix; sp != "" && hasPathPrefix(path, sp) {
 		path = path[len(sp):]
 		if len(path) == 0 || path[0] != '/' {
@@ -634,7 +642,10 @@ func (hw *h2Writer) log(f *forward, status int, sent int64) {
 		duration:  time.Since(f.start),
 	}
 	if f.rt != nil {
-		e.route, e.backend = f.rt.Name, f.rt.Backend.Name
+		e.route = f.rt.Name
+		if b := f.rt.Backend; b != nil {
+			e.backend = b.Name
+		}
 	}
 	if f.srv != nil {
 		e.server = f.srv.Name

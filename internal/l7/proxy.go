@@ -175,6 +175,9 @@ func (cc *clientConn) handle(h *Handler, ex *exchange) bool {
 	if ok, keep := cc.checkRequest(h, ex, rt); !ok {
 		return keep
 	}
+	if rt.redirect != nil {
+		return cc.redirect(h, ex, rt.redirect)
+	}
 	return cc.proxy(h, ex, rt)
 }
 
@@ -225,7 +228,9 @@ func (cc *clientConn) finishLog(h *Handler, ex *exchange) {
 	e.duration = d
 	if ex.route != nil {
 		e.route = ex.route.Name
-		e.backend = ex.route.Backend.Name
+		if b := ex.route.Backend; b != nil {
+			e.backend = b.Name
+		}
 	}
 	if ex.srv != nil {
 		e.server = ex.srv.Name
@@ -802,7 +807,11 @@ func (cc *clientConn) writeRequestHead(w *writer, h *Handler, ex *exchange, rt *
 		w.WriteByte('*')
 	} else {
 		path := ex.path
-		if sp := rt.stripPrefix; sp != "" && hasPathPrefix(path, sp) {
+		if rw := rt.rewrite; rw != nil {
+			head, rest := rw.modify(path)
+			w.WriteString(head)
+			path = rest
+		} else if sp := rt.stripPrefix; sp != "" && hasPathPrefix(path, sp) {
 			path = path[len(sp):]
 			if len(path) == 0 || path[0] != '/' {
 				w.WriteByte('/')

@@ -32,6 +32,11 @@ type Route struct {
 	reqOps      headerOps
 	respOps     headerOps
 
+	// rewrite changes the forwarded path (config rewrite); nil: strip_prefix, if any, applies.
+	rewrite *pathMod
+	// redirect answers the route's requests itself (config redirect); Backend is nil then.
+	redirect *redirect
+
 	// Limits are the route's per-request limits when it overrides the frontend's; nil: the
 	// frontend's (Handler.Limits).
 	Limits *RequestLimits
@@ -118,12 +123,20 @@ func compileOps(c config.HeaderOps) headerOps {
 // compileRoute builds a Route from its config; backends maps names to compiled backends.
 func compileRoute(rc config.Route, backends map[string]*Backend) (*Route, error) {
 	r := &Route{Name: rc.Name, stripPrefix: strings.TrimSuffix(rc.StripPrefix, "/")}
-	b, ok := backends[rc.Backend]
-	if !ok {
-		return nil, fmt.Errorf("route %q: backend %q is not defined", rc.Name, rc.Backend)
-	}
-	r.Backend = b
 	m := rc.Match
+	if rc.Redirect != nil {
+		r.redirect = compileRedirect(rc.Redirect, m.PathPrefix)
+	} else {
+		b, ok := backends[rc.Backend]
+		if !ok {
+			return nil, fmt.Errorf("route %q: backend %q is not defined", rc.Name, rc.Backend)
+		}
+		r.Backend = b
+	}
+	if rw := rc.Rewrite; rw != nil {
+		pm := compilePathMod(rw.Path, rw.ReplacePrefix, m.PathPrefix)
+		r.rewrite = &pm
+	}
 	for _, h := range m.Host {
 		h = strings.ToLower(strings.TrimSuffix(h, "."))
 		if a, err := netip.ParseAddr(h); err == nil && a.Is6() {

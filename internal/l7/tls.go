@@ -192,8 +192,10 @@ func (cc *clientConn) redirectHTTPS(h *Handler, ex *exchange) bool {
 func (cc *clientConn) finishSimple(h *Handler, ex *exchange, status int, contentType, body string, closeConn bool) bool {
 	req := &ex.req
 	w := cc.writer()
-	w.WriteString("\r\nContent-Type: ")
-	w.WriteString(contentType)
+	if contentType != "" { // "": an empty body, such as a redirect's
+		w.WriteString("\r\nContent-Type: ")
+		w.WriteString(contentType)
+	}
 	w.WriteString("\r\nContent-Length: ")
 	var buf [8]byte
 	w.Write(strconv.AppendInt(buf[:0], int64(len(body)), 10))

@@ -79,7 +79,7 @@ const (
 // NewBackend compiles a backend over servers (state shared through the registry) and takes its
 // connection pools from t, so pooled connections survive a reload.
 func NewBackend(bc config.Backend, servers []*backend.Server, t *Transport) (*Backend, error) {
-	bal, err := balance.New(bc.Algorithm, servers, balance.Options{})
+	bal, err := balance.New(bc.Algorithm, servers, balance.Options{MaglevTableSize: bc.MaglevTableSize})
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: %w", bc.Name, err)
 	}
@@ -109,7 +109,7 @@ func NewBackend(bc config.Backend, servers []*backend.Server, t *Transport) (*Ba
 	switch bc.Algorithm {
 	case balance.SourceIPHash:
 		b.hashKind = hashSource
-	case balance.Hash:
+	case balance.Hash, balance.Maglev:
 		switch k := bc.HashKey; {
 		case k == "" || k == "uri":
 			b.hashKind = hashURI

@@ -124,7 +124,7 @@ func echoExchange(t testing.TB, c net.Conn, line string, closeWrite func() error
 func TestE2ETCPEchoEveryAlgorithm(t *testing.T) {
 	t.Parallel()
 	es := []*tcpEcho{startTCPEcho(t, "a"), startTCPEcho(t, "b"), startTCPEcho(t, "c")}
-	for _, alg := range []string{"round_robin", "weighted_round_robin", "least_connections", "source_ip_hash", "random_two_choices", "least_response_time", "hash"} {
+	for _, alg := range []string{"round_robin", "weighted_round_robin", "least_connections", "source_ip_hash", "random_two_choices", "least_response_time", "hash", "maglev"} {
 		t.Run(alg, func(t *testing.T) {
 			t.Parallel()
 			rt := startWaage(t, tcpConfig("", "    algorithm: "+alg+"\n", es[0].addr(), es[1].addr(), es[2].addr()))
@@ -142,7 +142,7 @@ func TestE2ETCPEchoEveryAlgorithm(t *testing.T) {
 				if seen["a"] != 10 || seen["b"] != 10 || seen["c"] != 10 {
 					t.Errorf("30 connections spread %v, want 10 each", seen)
 				}
-			case "hash": // keyed on address and port: new ports spread
+			case "hash", "maglev": // keyed on address and port: new ports spread
 				if len(seen) < 2 {
 					t.Errorf("hash on client address and port used only %v", seen)
 				}

@@ -19,6 +19,8 @@ type guards struct {
 	m    map[string]*guard.Guard
 	deny *guard.DenyList
 	stop chan struct{}
+	// share is the number of nodes that enforce the request rates together (cluster.go).
+	share int
 }
 
 // sampleEvery is how often the source tables' rates are computed.
@@ -42,6 +44,7 @@ func (gs *guards) get(name string, logger *slog.Logger) *guard.Guard {
 	g := gs.m[name]
 	if g == nil {
 		g = guard.New(name, gs.deny, logger)
+		g.SetShare(gs.share)
 		gs.m[name] = g
 	}
 	g.SetLogger(logger)

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -24,8 +25,8 @@ func (r *Runtime) Inherit(in *listener.Inherited) {
 	r.inherited = in
 }
 
-// listenTCP adopts the inherited socket for key, or binds addr.
-func (r *Runtime) listenTCP(key, addr string) (net.Listener, error) {
+// listenTCP adopts the inherited socket for key, or binds addr (with IP_FREEBIND if freebind).
+func (r *Runtime) listenTCP(key, addr string, freebind bool) (net.Listener, error) {
 	ln, err := r.inherited.Listener(tcpSocketName(key))
 	if ln != nil || err != nil {
 		if err == nil {
@@ -33,17 +34,29 @@ func (r *Runtime) listenTCP(key, addr string) (net.Listener, error) {
 		}
 		return ln, err
 	}
+	if freebind {
+		lc := net.ListenConfig{Control: freebindControl}
+		return lc.Listen(context.Background(), "tcp", addr)
+	}
 	return net.Listen("tcp", addr)
 }
 
-// listenUDP adopts the inherited socket for key, or binds ua.
-func (r *Runtime) listenUDP(key string, ua *net.UDPAddr) (*net.UDPConn, error) {
+// listenUDP adopts the inherited socket for key, or binds ua (with IP_FREEBIND if freebind).
+func (r *Runtime) listenUDP(key string, ua *net.UDPAddr, freebind bool) (*net.UDPConn, error) {
 	pc, err := r.inherited.UDP(udpSocketName(key))
 	if pc != nil || err != nil {
 		if err == nil {
 			r.logger.Info("adopted inherited listener", "addr", pc.LocalAddr().String(), "transport", "udp")
 		}
 		return pc, err
+	}
+	if freebind {
+		lc := net.ListenConfig{Control: freebindControl}
+		pc, err := lc.ListenPacket(context.Background(), "udp", ua.String())
+		if err != nil {
+			return nil, err
+		}
+		return pc.(*net.UDPConn), nil
 	}
 	return net.ListenUDP("udp", ua)
 }

@@ -44,6 +44,7 @@ type Runtime struct {
 	stores map[string]*tlsx.Store
 	acme   acmeRuns
 	vrrp   vrrpRuns // VRRP instances (vrrp.go)
+	bgp    bgpRun   // the BGP speaker (bgp.go)
 	guards guards   // each frontend's limits and access lists, the live deny list (guard.go)
 	// inherited are the sockets handed over by the process this one replaces (a binary upgrade):
 	// Apply adopts them instead of binding the same addresses again.
@@ -373,13 +374,13 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 				}
 				var ua *net.UDPAddr
 				if ua, err = net.ResolveUDPAddr("udp", addr); err == nil {
-					openedUDP[key], err = r.listenUDP(key, ua)
+					openedUDP[key], err = r.listenUDP(key, ua, fe.Freebind)
 				}
 			} else {
 				if r.listeners[key] != nil || opened[key] != nil {
 					continue
 				}
-				opened[key], err = r.listenTCP(key, addr)
+				opened[key], err = r.listenTCP(key, addr, fe.Freebind)
 			}
 			if err != nil {
 				for _, ln := range opened {
@@ -520,6 +521,7 @@ func (r *Runtime) Apply(cfg *config.Config) error {
 	r.backends = backends
 	r.cfg = cfg
 	r.vrrp.apply(cfg, backends, r.logger)
+	r.bgp.apply(cfg, r.vrrp.backendHealthy, r.logger) // last: the listeners are up
 	r.guards.retain(cfg)
 	return nil
 }
@@ -637,6 +639,7 @@ func (r *Runtime) Server(backendName, serverName string) *backend.Server {
 // closes what is left.
 func (r *Runtime) Shutdown(ctx context.Context) error {
 	r.vrrp.stop(ctx) // first: the peer takes the virtual IPs while this one drains
+	r.bgp.withdraw() // and the routers send new connections to the other balancers
 	r.mu.Lock()
 	fes := make([]*frontend, 0, len(r.frontends))
 	for _, f := range r.frontends {
@@ -662,6 +665,7 @@ func (r *Runtime) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	r.bgp.stop()
 	r.health.Stop()
 	r.guards.close()
 	r.transport.Close()

@@ -672,6 +672,45 @@ async function pollVRRP() {
   renderVRRP((data && data.instances) || []);
 }
 
+// ---- BGP
+
+// renderBGP shows the speaker's decision and prefixes in one card, and a card per session.
+function renderBGP(b) {
+  const panel = $('bgp');
+  panel.hidden = !b || !b.enabled;
+  if (panel.hidden) return;
+  const list = $('bgp-list');
+  list.textContent = '';
+  const card = (name, where, state, badge) => {
+    const c = el('div', 'vrrp-card' + (state === 'ok' ? ' master' : ''));
+    const head = el('div', 'vrrp-head');
+    head.append(el('span', 'vname', name), el('span', 'vwhere', where), el('span', 'badge state ' + (state === 'ok' ? 'v-master' : 'v-initialize'), badge));
+    const dl = el('dl');
+    c.append(head, dl);
+    list.append(c);
+    return (label, value, cls) => {
+      dl.append(el('dt', '', label), el('dd', cls || '', value));
+    };
+  };
+  const item = card('AS ' + b.local_as, 'router ID ' + b.router_id, b.announcing ? 'ok' : 'bad', b.announcing ? 'announcing' : 'withdrawn');
+  item('Why', (b.reason || '–') + (b.since ? ' · ' + ago(b.since) : ''), b.announcing ? '' : 'failing');
+  item('Prefixes', (b.prefixes || []).map((p) => p.prefix + (p.announced ? '' : ' (withdrawn)')).join(', ') || '–', 'mono');
+  const failing = (b.trackers || []).filter((t) => !t.healthy);
+  if (failing.length) item('No healthy server', failing.map((t) => t.backend).join(', '), 'failing');
+  if (b.last_error) item('Error', b.last_error, 'error');
+  for (const p of b.peers || []) {
+    const up = p.state === 'established';
+    const pi = card(p.address, 'AS ' + p.as, up ? 'ok' : 'bad', p.state);
+    pi(up ? 'Up' : 'Down', p.since ? ago(p.since) : '–');
+    pi('Routes', p.advertised + ' advertised · ' + p.received + ' received');
+    if (p.last_error) pi('Last error', p.last_error, 'error');
+  }
+}
+
+async function pollBGP() {
+  renderBGP(await api('GET', '/api/bgp'));
+}
+
 // pollSlow reads what changes less often than the counters. The panels fail on their own: one
 // that cannot be read keeps its last content.
 async function pollSlow() {
@@ -679,6 +718,7 @@ async function pollSlow() {
     pollEvents(),
     pollProtection().catch(() => {}),
     pollVRRP().catch(() => {}),
+    pollBGP().catch(() => {}),
   ]);
 }
 
