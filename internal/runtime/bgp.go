@@ -28,6 +28,9 @@ type bgpRun struct {
 
 // apply starts, updates or stops the speaker to match cfg. It runs at the end of Apply, when the
 // listeners are up; healthy reports whether a backend has a server that can take traffic.
+// A configuration without frontends has no listeners to send traffic to: a node of a cluster that
+// has no cluster configuration yet (neither from etcd nor a local copy) must not draw its share
+// of the connections to a virtual IP nothing listens on.
 func (b *bgpRun) apply(cfg *config.Config, healthy func(string) bool, logger *slog.Logger) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -38,11 +41,13 @@ func (b *bgpRun) apply(cfg *config.Config, healthy func(string) bool, logger *sl
 		}
 		return
 	}
+	serving := len(cfg.Frontends) > 0
 	bc := bgpConfig(cfg.BGP.WithDefaults())
 	if b.speaker != nil {
 		if err := b.speaker.Update(bc); err != nil {
 			logger.Error("bgp not fully updated", "err", err)
 		}
+		b.speaker.SetServing(serving)
 		return
 	}
 	sp, err := bgp.Start(bc, bgp.Options{Logger: logger, BackendHealthy: healthy})
@@ -56,7 +61,7 @@ func (b *bgpRun) apply(cfg *config.Config, healthy func(string) bool, logger *sl
 	if b.stopping {
 		sp.Withdraw()
 	}
-	sp.SetServing(true)
+	sp.SetServing(serving)
 	b.speaker = sp
 }
 
