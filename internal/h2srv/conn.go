@@ -27,7 +27,6 @@
 package h2srv
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -1193,7 +1192,7 @@ func (c *Conn) newStreamLocked() error {
 	}
 	clear(hb.fields)
 	s.rcond.L = &c.mu
-	s.ctx, s.cancel = context.WithCancel(c.cfg.BaseContext)
+	s.ctx.init(c.cfg.BaseContext)
 	c.streams[id] = s
 	c.open++
 	c.stats.Streams.Add(1)

@@ -1,7 +1,6 @@
 package h2srv
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -28,8 +27,7 @@ type Stream struct {
 	noBody                  bool  // END_STREAM came with the request's HEADERS
 	isHead                  bool
 	req                     *http.Request
-	ctx                     context.Context
-	cancel                  context.CancelFunc
+	ctx                     streamCtx
 
 	// State, under c.mu.
 	remoteDone  bool // END_STREAM received
@@ -193,7 +191,7 @@ func (s *Stream) newRequest() (*http.Request, error) {
 		TLS:           s.c.tlsState,
 		Trailer:       trailer,
 	}
-	return r.WithContext(s.ctx), nil
+	return r.WithContext(&s.ctx), nil
 }
 
 // requestBody is the stream as the request's Body.
@@ -570,6 +568,6 @@ func (s *Stream) finish() {
 	s.rbuf, s.rr = nil, 0
 	c.ensureFlushLocked()
 	c.mu.Unlock()
-	s.cancel()
+	s.ctx.cancel(nil)
 	c.wg.Done()
 }

@@ -198,9 +198,7 @@ func (c *Conn) resetStreamLocked(s *Stream, code ErrCode, send bool) {
 	}
 	s.rcond.Broadcast()
 	c.cond.Broadcast()
-	if s.cancel != nil {
-		s.cancel()
-	}
+	s.ctx.cancel(nil)
 	c.closeStreamLocked(s)
 }
 

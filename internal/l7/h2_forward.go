@@ -408,7 +408,11 @@ func (f *forward) proxy(sk sink) {
 	b.budget.Request(f.start.Unix())
 	hdr, host := f.outHeader()
 	path := f.upstreamPath()
-	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), clientAddrsKey{}, clientAddrs{f.src, f.dst}))
+	// WithCancel directly on the stream's context (which cancels its children through its
+	// AfterFunc method), and the value on top: contexts derived from this one find the cancelCtx
+	// through the value, so none of them needs a goroutine to follow the stream's cancellation.
+	ctx, cancel := context.WithCancel(r.Context())
+	ctx = context.WithValue(ctx, clientAddrsKey{}, clientAddrs{f.src, f.dst})
 	defer cancel()
 	timer := &respTimer{d: b.responseTO, cancel: cancel}
 	defer timer.stop()

@@ -181,7 +181,7 @@ func (f *forward) attempt(sk sink, b *Backend, srv *backend.Server, uc *upConn, 
 	a := pooledAttempt{f: f, b: b, srv: srv, uc: uc}
 	// The client's cancellation (RST_STREAM, connection gone) closes the server connection: a
 	// blocked read or write returns at once, and the connection is not reused.
-	a.stop = context.AfterFunc(r.Context(), func() {
+	a.stop = afterFunc(r.Context(), func() {
 		uc.tcp.Close()
 		uc.conn.Close()
 	})
@@ -825,4 +825,14 @@ func removesString(o *headerOps, name string) bool {
 		}
 	}
 	return false
+}
+
+// afterFunc is context.AfterFunc, through the context's own AfterFunc method when it has one (the
+// HTTP/2 server's stream contexts do): that skips context.AfterFunc's wrapper context and its
+// bookkeeping on every proxied request.
+func afterFunc(ctx context.Context, f func()) (stop func() bool) {
+	if a, ok := ctx.(interface{ AfterFunc(func()) func() bool }); ok {
+		return a.AfterFunc(f)
+	}
+	return context.AfterFunc(ctx, f)
 }
