@@ -144,11 +144,33 @@ func requestFor(r *http.Request) *request {
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
 		req.query = []byte(r.URL.RawQuery)
 	}
+	// One array for the fields and one for their bytes (lower-case names, values), instead of
+	// two allocations per field.
+	fields, size := 0, 0
 	for name, vs := range r.Header {
-		n := []byte(strings.ToLower(name))
+		for _, v := range vs {
+			fields++
+			size += len(v)
+		}
+		size += len(name)
+	}
+	req.headers = make([]hdr, 0, fields)
+	buf := make([]byte, 0, size)
+	for name, vs := range r.Header {
+		start := len(buf)
+		for i := 0; i < len(name); i++ {
+			c := name[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			buf = append(buf, c)
+		}
+		n := buf[start:len(buf):len(buf)]
 		k := classify(n)
 		for _, v := range vs {
-			req.headers = append(req.headers, hdr{name: n, value: []byte(v), kind: k})
+			start := len(buf)
+			buf = append(buf, v...)
+			req.headers = append(req.headers, hdr{name: n, value: buf[start:len(buf):len(buf)], kind: k})
 		}
 	}
 	return req
