@@ -256,6 +256,47 @@ get_waage() {
 	fi
 }
 
+# start_haproxy_http [BIND_OPTIONS [FRONTEND_LINES]]: spawns haproxy (HAProxy 2.6 in http mode,
+# nbthread 2, keep-alive to the clients and, with http-reuse safe, to the servers) in front of the
+# three backends, round robin. BIND_OPTIONS follow the bind address (e.g. "ssl crt ... alpn ...");
+# FRONTEND_LINES (whole lines, indented) go into the frontend. Without haproxy it warns, sets
+# skipped[haproxy] and returns non-zero.
+start_haproxy_http() {
+	command -v haproxy >/dev/null || {
+		warn "haproxy is not installed"
+		skipped[haproxy]="not installed"
+		return 1
+	}
+	local p
+	p=$(free_port)
+	cat >"$tmp/haproxy.cfg" <<EOF
+global
+    maxconn 5000
+    nbthread 2
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse safe
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+
+frontend bench
+    bind 127.0.0.1:$p${1:+ $1}
+${2:+$2
+}    default_backend b
+
+backend b
+    balance roundrobin
+    server s1 127.0.0.1:$b1
+    server s2 127.0.0.1:$b2
+    server s3 127.0.0.1:$b3
+EOF
+	spawn haproxy "$p" haproxy -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1
+}
+
 # contenders_up: for each name in CONTENDERS, start_NAME (the script's: it calls spawn or sets
 # skipped[NAME] and returns non-zero), wait until it answers and check_proxy NAME PORT (the script's)
 # passes; then it is active. A contender that fails is stopped and skipped with the reason. Exits 1

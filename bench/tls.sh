@@ -63,40 +63,7 @@ log "backends on 127.0.0.1:$b1 $b2 $b3"
 
 # ---------------------------------------------------------------------------------------------
 # Contenders.
-start_haproxy() {
-	command -v haproxy >/dev/null || {
-		warn "haproxy is not installed"
-		skipped[haproxy]="not installed"
-		return 1
-	}
-	local p
-	p=$(free_port)
-	cat >"$tmp/haproxy.cfg" <<EOF
-global
-    maxconn 5000
-    nbthread 2
-
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse safe
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 60s
-
-frontend tls
-    bind 127.0.0.1:$p ssl crt $certs/haproxy.pem alpn h2,http/1.1
-    default_backend b
-
-backend b
-    balance roundrobin
-    server s1 127.0.0.1:$b1
-    server s2 127.0.0.1:$b2
-    server s3 127.0.0.1:$b3
-EOF
-	spawn haproxy "$p" haproxy -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1
-}
+start_haproxy() { start_haproxy_http "ssl crt $certs/haproxy.pem alpn h2,http/1.1"; }
 
 start_nginx() {
 	local p
