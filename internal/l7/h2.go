@@ -10,6 +10,7 @@ import (
 
 	"github.com/waage/waage/internal/guard"
 	"github.com/waage/waage/internal/h2srv"
+	"golang.org/x/net/http2"
 )
 
 // h2Preface is what every HTTP/2 client sends first (RFC 9113 section 3.4). A plaintext
@@ -276,6 +277,12 @@ func (hw *h2Writer) Finish(trailer http.Header) error {
 
 // Abort resets the stream, so the client sees the response was cut short rather than complete.
 func (hw *h2Writer) Abort() { hw.s.Reset(h2srv.ErrCodeInternal) }
+
+// Reset ends the stream with RST_STREAM code.
+func (hw *h2Writer) Reset(code http2.ErrCode) bool {
+	hw.s.Reset(h2srv.ErrCode(code))
+	return true
+}
 
 // HTTPS frontends offer h2 by ALPN only once serveH2 serves it (see h2Served in tls.go).
 func init() { h2Served = true }

@@ -2,6 +2,7 @@ package l7
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/balance"
+	"golang.org/x/net/http2"
 )
 
 // forward is one request on the net/http-based data path: streams of HTTP/2 clients, and
@@ -57,6 +59,8 @@ type sink interface {
 	Abort()
 	// Error answers with a proxy-made status and a short plain body, counted and logged.
 	Error(f *forward, status int, msg string)
+	// Reset ends an HTTP/2 stream with RST_STREAM code; false on an HTTP/1.1 connection.
+	Reset(code http2.ErrCode) bool
 	// Done records a relayed response's status and body size in stats and the access log.
 	Done(f *forward, status int, sent int64)
 }
@@ -501,6 +505,7 @@ func (f *forward) proxy(sk sink) {
 			case r.Context().Err() != nil:
 				// The client canceled (RST_STREAM, deadline, gone): nobody to answer.
 				sk.Done(f, 499, 0)
+			case f.passReset(sk, err):
 			default:
 				b.fail(srv, err)
 				f.h.logger().Warn("server request failed", "frontend", f.h.Name, "backend", b.Name, "server", srv.Name, "err", err)
@@ -525,6 +530,31 @@ func (f *forward) proxy(sk sink) {
 		f.relay(sk, resp, stickyHit)
 		return
 	}
+}
+
+// passReset passes a gRPC server's RST_STREAM on to an HTTP/2 client as it came: a server ends a
+// call past its deadline with CANCEL, which the client's library reads as DeadlineExceeded once
+// its own deadline has passed (a 502 would turn it into Unavailable), and a server that cancels
+// calls is doing its job, not failing.
+func (f *forward) passReset(sk sink, err error) bool {
+	var se http2.StreamError
+	if !errors.As(err, &se) || !isGRPC(f.r.Header) || !sk.Reset(se.Code) {
+		return false
+	}
+	if se.Code != http2.ErrCodeCancel {
+		f.rt.Backend.fail(f.srv, err)
+		f.h.logger().Warn("server reset the stream", "frontend", f.h.Name, "backend", f.rt.Backend.Name, "server", f.srv.Name, "code", se.Code)
+	}
+	sk.Done(f, 502, 0)
+	return true
+}
+
+// isGRPC reports whether a request is a gRPC call (Content-Type application/grpc or
+// application/grpc+proto, ...), whose errors travel in grpc-status rather than HTTP statuses.
+func isGRPC(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	return len(ct) >= 16 && strings.EqualFold(ct[:16], "application/grpc") &&
+		(len(ct) == 16 || ct[16] == '+' || ct[16] == ';')
 }
 
 // upstreamURL builds the URL of the request to a server without re-escaping the normalised path:
@@ -605,8 +635,13 @@ func errorBody(status int, msg string) string {
 	return strconv.Itoa(status) + " " + statusText[status] + ": " + msg + "\n"
 }
 
-// Error answers a stream with a proxy-made status.
+// Error answers a stream with a proxy-made status; a gRPC call gets it as a Trailers-Only
+// answer (see grpcError).
 func (hw *h2Writer) Error(f *forward, status int, msg string) {
+	if isGRPC(f.r.Header) {
+		hw.grpcError(f, status, msg)
+		return
+	}
 	body := errorBody(status, msg)
 	hd := hw.w.Header()
 	hd.Set("Content-Type", "text/plain; charset=utf-8")
@@ -618,6 +653,56 @@ func (hw *h2Writer) Error(f *forward, status int, msg string) {
 		n, _ = io.WriteString(hw.w, body)
 	}
 	hw.Done(f, status, int64(n))
+}
+
+// grpcError answers a gRPC call the way gRPC servers and proxies do: HTTP 200 with grpc-status
+// and grpc-message in the one HEADERS frame (Trailers-Only), so the client gets the proxy's
+// reason instead of a bare HTTP status. The status counted and logged stays the HTTP one.
+func (hw *h2Writer) grpcError(f *forward, status int, msg string) {
+	hd := hw.s.Header()
+	hd.Set("Content-Type", "application/grpc")
+	hd.Set("Grpc-Status", strconv.Itoa(grpcCode(status)))
+	hd.Set("Grpc-Message", grpcEscape(statusText[status]+": "+msg))
+	hw.s.WriteHeader(200, true)
+	hw.Done(f, status, 0)
+}
+
+// grpcCode maps a proxy-made HTTP status to a gRPC status code, after gRPC's "HTTP to gRPC
+// Status Code Mapping", except that a timeout is DEADLINE_EXCEEDED (4) and a rate limit
+// RESOURCE_EXHAUSTED (8): the client must not retry those as if nothing had happened.
+func grpcCode(status int) int {
+	switch status {
+	case 400:
+		return 13 // INTERNAL
+	case 401:
+		return 16 // UNAUTHENTICATED
+	case 403:
+		return 7 // PERMISSION_DENIED
+	case 404:
+		return 12 // UNIMPLEMENTED
+	case 408, 504:
+		return 4 // DEADLINE_EXCEEDED
+	case 413, 414, 429, 431:
+		return 8 // RESOURCE_EXHAUSTED
+	case 502, 503:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
+}
+
+// grpcEscape percent-encodes a grpc-message value as the gRPC protocol asks: printable ASCII
+// except '%' stays, everything else becomes %XX of its UTF-8 bytes.
+func grpcEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c <= 0x7e && c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteString("%" + strings.ToUpper(strconv.FormatUint(uint64(c)|0x100, 16)[1:]))
+	}
+	return b.String()
 }
 
 // Done counts the stream's status and writes its access log entry.

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // proxyHTTP serves an HTTP/1.1 request whose backend speaks HTTP/2 (protocol h2 or h2c): the
@@ -232,6 +234,9 @@ func (s *h1Sink) Finish(trailer http.Header) error {
 
 // Abort closes the connection after what was sent: without the last chunk (or the full length)
 // the client knows the response is incomplete.
+// Reset is for HTTP/2 streams; an HTTP/1.1 client gets a status instead.
+func (s *h1Sink) Reset(http2.ErrCode) bool { return false }
+
 func (s *h1Sink) Abort() {
 	s.cc.writer().Flush()
 	s.keep = false

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -44,7 +45,8 @@ func recvRaw(s grpc.ClientStream) ([]byte, error) { var b []byte; err := s.RecvM
 func sendRaw(s grpc.ClientStream, m string) error { b := []byte(m); return s.SendMsg(&b) }
 
 // echoServer is a gRPC server with the standard health service and waage.test.Echo: Unary
-// answers "NAME:msg" (or NotFound for "notfound", or waits for cancellation for "wait"), Bidi
+// answers "NAME:msg" (or NotFound for "notfound", or waits for cancellation for "wait", or
+// returns 300ms after it for "linger"), Bidi
 // echoes every message back as "NAME:msg".
 type echoServer struct {
 	name     string
@@ -76,6 +78,12 @@ func startEcho(t *testing.T, name string) *echoServer {
 			case "wait":
 				<-ctx.Done()
 				e.canceled <- struct{}{}
+				return nil, ctx.Err()
+			case "linger":
+				// Returns well after the deadline: the server's own reset goes first.
+				<-ctx.Done()
+				e.canceled <- struct{}{}
+				time.Sleep(300 * time.Millisecond)
 				return nil, ctx.Err()
 			}
 			out := []byte(e.name + ":" + string(in))
@@ -254,8 +262,9 @@ func TestGRPCStatusAndDeadline(t *testing.T) {
 	}
 }
 
-// TestGRPCNoHealthyServer: with no server reachable, the client gets Unavailable (HTTP 502/503
-// mapped by gRPC), not a hang.
+// TestGRPCNoHealthyServer: with no server reachable, the client gets Unavailable with waage's
+// reason in grpc-message (a Trailers-Only answer, not a bare HTTP 502/503), not a hang; the
+// frontend counts the answers as 5xx.
 func TestGRPCNoHealthyServer(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()
@@ -264,13 +273,77 @@ func TestGRPCNoHealthyServer(t *testing.T) {
 	conn := grpcClient(t, f.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := unary(ctx, conn, "x"); status.Code(err) != codes.Unavailable {
-		t.Fatalf("call: %v, want Unavailable", err)
+	_, err := unary(ctx, conn, "x")
+	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != "Bad Gateway: could not connect to a server" {
+		t.Fatalf("call: %v, want Unavailable: Bad Gateway: could not connect to a server", err)
 	}
 	f.b.Servers[0].SetHealthy(false)
-	_, err := unary(ctx, conn, "x")
-	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "503") {
-		t.Fatalf("call with the server down: %v, want Unavailable from a 503", err)
+	_, err = unary(ctx, conn, "x")
+	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "backend b has no healthy server") {
+		t.Fatalf("call with the server down: %v, want Unavailable: ... no healthy server", err)
+	}
+	if n := f.s.Stats.Status[5].Load(); n != 2 {
+		t.Fatalf("5xx count = %d, want 2", n)
+	}
+}
+
+// TestGRPCServerDeadlineReset: a gRPC server ends a call at the deadline its grpc-timeout gave
+// with RST_STREAM CANCEL; the client gets that reset (which its library reads as
+// DeadlineExceeded), not a 502, and the server is not counted as failing.
+func TestGRPCServerDeadlineReset(t *testing.T) {
+	a := startEcho(t, "s1")
+	f := startH2Front(t, config.Backend{Protocol: "h2c"}, a.addr)
+	// A length-prefixed gRPC message "linger", without a client deadline of its own.
+	msg := append([]byte{0, 0, 0, 0, 6}, "linger"...)
+	req, _ := http.NewRequest("POST", "http://"+f.addr+"/waage.test.Echo/Unary", bytes.NewReader(msg))
+	req.Header.Set("Content-Type", "application/grpc+raw")
+	req.Header.Set("Te", "trailers")
+	req.Header.Set("Grpc-Timeout", "100m")
+	start := time.Now()
+	resp, err := h2cClient().Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("call answered %d %v, want RST_STREAM CANCEL", resp.StatusCode, resp.Header)
+	}
+	var se http2.StreamError
+	if !errors.As(err, &se) || se.Code != http2.ErrCodeCancel {
+		t.Fatalf("call: %v, want a stream error CANCEL", err)
+	}
+	if d := time.Since(start); d < 90*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("reset after %v, want about the 100ms grpc-timeout", d)
+	}
+	select {
+	case <-a.canceled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server never saw the call canceled")
+	}
+	if n := f.b.Servers[0].Failures.Load(); n != 0 {
+		t.Fatalf("server failures = %d, want 0", n)
+	}
+	// The next call goes through as usual.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := unary(ctx, grpcClient(t, f.addr), "x"); err != nil || out != "s1:x" {
+		t.Fatalf("next call: %q, %v", out, err)
+	}
+}
+
+// TestGRPCErrorShape: the proxy's own errors reach a gRPC client as Trailers-Only answers with
+// the matching code and an escaped message; other clients keep plain HTTP statuses.
+func TestGRPCErrorShape(t *testing.T) {
+	for _, c := range []struct{ status, code int }{{404, 12}, {429, 8}, {502, 14}, {503, 14}, {504, 4}, {418, 2}} {
+		if got := grpcCode(c.status); got != c.code {
+			t.Errorf("grpcCode(%d) = %d, want %d", c.status, got, c.code)
+		}
+	}
+	if got := grpcEscape("a 100% ü\n"); got != "a 100%25 %C3%BC%0A" {
+		t.Errorf("grpcEscape = %q", got)
+	}
+	for ct, want := range map[string]bool{"application/grpc": true, "application/grpc+proto": true,
+		"Application/GRPC;x=1": true, "application/grpc-web": false, "text/plain": false, "": false} {
+		if got := isGRPC(http.Header{"Content-Type": {ct}}); got != want {
+			t.Errorf("isGRPC(%q) = %v", ct, got)
+		}
 	}
 }
 
