@@ -123,6 +123,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	pidfile := fs.String("pidfile", "", "write the process ID to this file once serving (a binary upgrade rewrites it with the new process's)")
 	watch := fs.Bool("watch", true, "reload when the configuration file changes")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit (for performance work)")
+	memProfile := fs.String("memprofile", "", "write an allocation profile to this file at exit (for performance work)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -140,6 +141,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 		pprof.StartCPUProfile(f)
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer func() { pprof.Lookup("allocs").WriteTo(f, 0); f.Close() }()
 	}
 	data, _ := os.ReadFile(*path)
 	cfg, err := config.Load(*path)

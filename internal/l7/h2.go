@@ -10,6 +10,7 @@ import (
 
 	"github.com/waage/waage/internal/guard"
 	"github.com/waage/waage/internal/h2srv"
+	"github.com/waage/waage/internal/rawio"
 	"golang.org/x/net/http2"
 )
 
@@ -83,6 +84,7 @@ func (cc *clientConn) serveH2(c net.Conn, h *Handler) {
 	cc.rdl, cc.wdl = time.Time{}, time.Time{}
 	c.SetDeadline(time.Time{})
 
+	hh := newH2Handler(cc)
 	sc := h2srv.NewConn(c, &h2srv.Config{
 		MaxConcurrentStreams: h2MaxStreams,
 		MaxHeaderListSize:    uint32(h.maxHeader()),
@@ -101,10 +103,11 @@ func (cc *clientConn) serveH2(c net.Conn, h *Handler) {
 				g.Refuse(guard.H2Abuse, cc.remote, time.Now())
 			}
 		},
-	}, newH2Handler(cc))
+	}, hh)
 	done := make(chan struct{})
 	go cc.watchShutdown(sc, done)
 	sc.Serve()
+	hh.outbox.Close()
 	close(done)
 	c.Close()
 	cc.close()
@@ -190,10 +193,11 @@ func (s *Server) register(c net.Conn) *clientConn {
 // h2Handler serves the streams of one HTTP/2 client connection. What is the same for every
 // stream of the connection is worked out once.
 type h2Handler struct {
-	cc   *clientConn
-	ip   string
-	dst  netip.AddrPort
-	cert string
+	cc     *clientConn
+	ip     string
+	dst    netip.AddrPort
+	cert   string
+	outbox rawio.Outbox
 }
 
 func newH2Handler(cc *clientConn) *h2Handler {
@@ -215,6 +219,7 @@ func (hh *h2Handler) ServeH2(st *h2srv.Stream) {
 	f.remote, f.scheme = cc.remote, cc.scheme(h)
 	f.src, f.dst = netip.AddrPortFrom(cc.remote, cc.remotePort), hh.dst
 	f.ip, f.certSubject = hh.ip, hh.cert
+	f.outbox = &hh.outbox
 	f.r, f.start = st.Request(), time.Now()
 	call.w.w, call.w.s = h2Response{st}, st
 	f.serve(&call.w)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/balance"
+	"github.com/waage/waage/internal/rawio"
 	"golang.org/x/net/http2"
 )
 
@@ -43,6 +44,9 @@ type forward struct {
 	certSubject string
 	// recv counts the request body bytes sent to servers (read by the transports' goroutines).
 	recv atomic.Int64
+	// outbox writes requests to HTTP/1.1 servers in batches with those of the client
+	// connection's other streams; nil for HTTP/1.1 clients.
+	outbox *rawio.Outbox
 }
 
 // sink is where a forward writes its answer: an HTTP/2 stream or an HTTP/1.1 connection.

@@ -201,7 +201,7 @@ func (f *forward) attempt(sk sink, b *Backend, srv *backend.Server, uc *upConn, 
 		a.bodyDone = make(chan error, 1)
 		go f.sendBody(uc, chunked, b.responseTO, a.bodyDone)
 	} else {
-		if err := uc.bw.Flush(); err != nil {
+		if err := uc.sendHead(f.outbox); err != nil {
 			return a.beforeResponse(sk, canRetry, err)
 		}
 		now := time.Now()

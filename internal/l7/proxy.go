@@ -449,7 +449,13 @@ func (cc *clientConn) roundTrip(h *Handler, ex *exchange, rt *Route, b *Backend,
 	cc.writeRequestHead(uc.bw, h, ex, rt, srv)
 	var bodyDone chan error
 	if !hasBody || req.expect100 {
-		if err := uc.bw.Flush(); err != nil {
+		var err error
+		if hasBody {
+			err = uc.bw.Flush()
+		} else {
+			err = uc.sendHead(nil)
+		}
+		if err != nil {
 			uc.close()
 			return cc.beforeResponseFailure(h, ex, b, srv, uc, canRetry, err)
 		}

@@ -47,6 +47,10 @@ type reader struct {
 	bp   *[]byte     // nil while released
 	r, w int
 	err  error // sticky read error, returned once the buffer is drained
+	// send is written before the next read, in the same poller call (rawio.Conn.WriteRead),
+	// or by outbox when set: a request head on its way to a server, set by upConn.sendHead.
+	send   []byte
+	outbox *rawio.Outbox
 }
 
 func (rd *reader) acquire() {
@@ -97,9 +101,18 @@ func (rd *reader) fill(limit int) error {
 	}
 	var n int
 	var err error
-	if rd.raw != nil {
+	switch {
+	case rd.send != nil && rd.outbox != nil:
+		send, out := rd.send, rd.outbox
+		rd.send, rd.outbox = nil, nil
+		n, err = rd.raw.WriteReadBatched(out, send, buf[rd.w:])
+	case rd.send != nil:
+		send := rd.send
+		rd.send = nil
+		n, err = rd.raw.WriteRead(send, buf[rd.w:])
+	case rd.raw != nil:
 		n, err = rd.raw.Read(buf[rd.w:])
-	} else {
+	default:
 		n, err = rd.conn.Read(buf[rd.w:])
 	}
 	rd.w += n

@@ -268,6 +268,21 @@ type upConn struct {
 	reused     bool
 }
 
+// sendHead sends the buffered request head of a request without a body. To a plain TCP server
+// the head goes with the first read of the answer, in one poller call (rawio.Conn.WriteRead), so
+// that read does not first fail with EAGAIN; with an outbox, the outbox writes it together with
+// the requests of other streams of the same client (rawio.Outbox). The writer's buffer holds the
+// bytes until that read, and write errors come back from it. Otherwise it is a Flush.
+func (uc *upConn) sendHead(out *rawio.Outbox) error {
+	w := &uc.w
+	if w.raw == nil || uc.rd.raw != w.raw || uc.bw != w || uc.rd.buffered() > 0 || w.err != nil || w.n == 0 {
+		return uc.bw.Flush()
+	}
+	uc.rd.send, uc.rd.outbox = (*w.bp)[:w.n], out
+	w.n = 0
+	return nil
+}
+
 // armRead makes sure a read deadline no earlier than now+d/2 and no later than now+d is set,
 // touching the timer only when the current one is too close. Callers re-arm exactly when an early
 // deadline fires, so the timeout is still exact while most requests skip the timer update.
@@ -338,7 +353,7 @@ func (p *pool) dial(ctx context.Context, timeout time.Duration) (*upConn, error)
 
 // put returns a connection for reuse, or closes it when the pool is full.
 func (p *pool) put(uc *upConn, now time.Time) {
-	if uc.rd.buffered() > 0 {
+	if uc.rd.buffered() > 0 || uc.rd.send != nil {
 		uc.close() // the server sent more than the response: not safe to reuse
 		return
 	}
@@ -384,6 +399,7 @@ func (p *pool) closeIdle(age time.Duration) {
 
 func (uc *upConn) close() {
 	uc.conn.Close()
+	uc.rd.send, uc.rd.outbox = nil, nil
 	uc.w.n = 0
 	uc.w.release()
 	uc.rd.r, uc.rd.w = 0, 0

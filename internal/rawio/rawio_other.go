@@ -15,3 +15,13 @@ func New(net.Conn) *Conn { return nil }
 func (*Conn) Read([]byte) (int, error) { panic("rawio: not supported") }
 
 func (*Conn) Write(a, b []byte) (int, error) { panic("rawio: not supported") }
+
+func (*Conn) WriteRead(w, p []byte) (int, error) { panic("rawio: not supported") }
+func (*Conn) WriteReadBatched(o *Outbox, w, p []byte) (int, error) {
+	panic("rawio: not supported")
+}
+
+// Outbox batches writes for WriteReadBatched on Linux.
+type Outbox struct{}
+
+func (*Outbox) Close() {}

@@ -4,6 +4,7 @@ package rawio
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -92,5 +93,173 @@ func TestNewNotTCP(t *testing.T) {
 	defer c2.Close()
 	if New(c1) != nil {
 		t.Fatal("New(net.Pipe) != nil")
+	}
+}
+
+// echoServer answers each request it reads with "re:" and the request, until the client closes.
+func echoServer(t *testing.T, c net.Conn) {
+	t.Helper()
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			if _, err := c.Write(append([]byte("re:"), buf[:n]...)); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// writeReaders are the two ways to send a request and read its answer in one poller call.
+var writeReaders = map[string]func(*Conn, *Outbox, []byte, []byte) (int, error){
+	"WriteRead":        func(c *Conn, _ *Outbox, w, p []byte) (int, error) { return c.WriteRead(w, p) },
+	"WriteReadBatched": func(c *Conn, o *Outbox, w, p []byte) (int, error) { return c.WriteReadBatched(o, w, p) },
+}
+
+// TestWriteReadExchange: request after request goes out and its answer comes back, over
+// several connections at once sharing one outbox.
+func TestWriteReadExchange(t *testing.T) {
+	for name, wr := range writeReaders {
+		t.Run(name, func(t *testing.T) {
+			var o Outbox
+			defer o.Close()
+			errc := make(chan error, 8)
+			for range 8 {
+				a, b := pair(t)
+				echoServer(t, b)
+				a.SetReadDeadline(time.Now().Add(10 * time.Second))
+				go func() {
+					c, buf := New(a), make([]byte, 1024)
+					for i := range 200 {
+						req := []byte(fmt.Sprint("request ", i))
+						n, err := wr(c, &o, req, buf)
+						if err != nil {
+							errc <- fmt.Errorf("request %d: %w", i, err)
+							return
+						}
+						if got := string(buf[:n]); got != "re:"+string(req) {
+							errc <- fmt.Errorf("request %d: answer %q", i, got)
+							return
+						}
+					}
+					errc <- nil
+				}()
+			}
+			for range 8 {
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestWriteReadServerClosed: a request on a connection the server closed while it idled ends
+// at once with an error (the reset wakes the wait), not at the read deadline.
+func TestWriteReadServerClosed(t *testing.T) {
+	for name, wr := range writeReaders {
+		t.Run(name, func(t *testing.T) {
+			var o Outbox
+			defer o.Close()
+			a, b := pair(t)
+			b.Close()
+			time.Sleep(50 * time.Millisecond) // the FIN arrives while the connection idles
+			a.SetReadDeadline(time.Now().Add(10 * time.Second))
+			start := time.Now()
+			n, err := wr(New(a), &o, []byte("GET / HTTP/1.1\r\n\r\n"), make([]byte, 100))
+			if err == nil && n > 0 {
+				t.Fatalf("read %d bytes from a closed server", n)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("ended after %s (%v), want at once", d, err)
+			}
+		})
+	}
+}
+
+// TestWriteReadLarge: a request larger than the socket buffers (the write waits for the server
+// to read) still goes out whole before the answer is read, by either way.
+func TestWriteReadLarge(t *testing.T) {
+	for name, wr := range writeReaders {
+		t.Run(name, func(t *testing.T) {
+			var o Outbox
+			defer o.Close()
+			a, b := pair(t)
+			req := make([]byte, 8<<20)
+			for i := range req {
+				req[i] = byte(i % 251)
+			}
+			sum := make(chan string, 1)
+			go func() {
+				// The server reads slowly at first, then answers with the size it got.
+				time.Sleep(100 * time.Millisecond)
+				got := 0
+				buf := make([]byte, 64<<10)
+				for got < len(req) {
+					n, err := b.Read(buf)
+					for i := range n {
+						if buf[i] != byte((got+i)%251) {
+							sum <- fmt.Sprint("byte ", got+i, " differs")
+							return
+						}
+					}
+					got += n
+					if err != nil {
+						break
+					}
+				}
+				b.Write([]byte(fmt.Sprint("got ", got)))
+				sum <- ""
+			}()
+			a.SetDeadline(time.Now().Add(20 * time.Second))
+			buf := make([]byte, 100)
+			n, err := wr(New(a), &o, req, buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bad := <-sum; bad != "" {
+				t.Fatal(bad)
+			}
+			if want := fmt.Sprint("got ", len(req)); string(buf[:n]) != want {
+				t.Fatalf("answer %q, want %q", buf[:n], want)
+			}
+		})
+	}
+}
+
+// TestWriteReadClosedOutbox: after Close the handler writes its request itself.
+func TestWriteReadClosedOutbox(t *testing.T) {
+	var o Outbox
+	o.Close()
+	a, b := pair(t)
+	echoServer(t, b)
+	a.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 100)
+	n, err := New(a).WriteReadBatched(&o, []byte("x"), buf)
+	if err != nil || string(buf[:n]) != "re:x" {
+		t.Fatalf("WriteReadBatched on a closed outbox = %q, %v", buf[:n], err)
+	}
+}
+
+// TestWriteReadDeadline: the read deadline bounds the wait for an answer that never comes.
+func TestWriteReadDeadline(t *testing.T) {
+	for name, wr := range writeReaders {
+		t.Run(name, func(t *testing.T) {
+			var o Outbox
+			defer o.Close()
+			a, _ := pair(t)
+			a.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			start := time.Now()
+			_, err := wr(New(a), &o, []byte("hello"), make([]byte, 10))
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("= %v, want the deadline", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("deadline of 50ms ended the wait after %s", d)
+			}
+		})
 	}
 }
