@@ -17,13 +17,49 @@ type streamCtx struct {
 	done   chan struct{} // made on the first Done, or closedChan when canceled before
 	err    error
 	after  []*afterEntry
+	inline [2]*afterEntry // after's first array: registering costs no allocation
 }
 
-// afterEntry is one function registered with AfterFunc.
+// afterEntry is one function registered with AfterFunc, or one Hook.
 type afterEntry struct {
 	c       *streamCtx
 	f       func()
+	x       Canceler
 	stopped bool
+}
+
+// Canceler is what a Hook calls when the stream's context ends.
+type Canceler interface{ Cancel() }
+
+// Hook runs a Canceler's Cancel in its own goroutine once a stream's context ends, as AfterFunc
+// does for a function, in memory the caller owns: registering and stopping it allocate nothing
+// (AfterFunc's entry, its stop function and the caller's closure were four allocations of each
+// proxied request). A Hook is registered with the context's AddHook and may be registered again
+// after Stop.
+type Hook struct{ e afterEntry }
+
+// AddHook registers h to call x.Cancel when the context ends (at once, in a goroutine, when it
+// has ended already).
+func (c *streamCtx) AddHook(h *Hook, x Canceler) {
+	c.mu.Lock()
+	h.e = afterEntry{c: c, x: x}
+	if c.err != nil {
+		c.mu.Unlock()
+		go x.Cancel()
+		return
+	}
+	c.addLocked(&h.e)
+	c.mu.Unlock()
+}
+
+// Stop unregisters h and reports whether it did so before Cancel was started.
+func (h *Hook) Stop() bool { return h.e.stop() }
+
+func (c *streamCtx) addLocked(e *afterEntry) {
+	if c.after == nil {
+		c.after = c.inline[:0]
+	}
+	c.after = append(c.after, e)
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -68,7 +104,7 @@ func (c *streamCtx) AfterFunc(f func()) (stop func() bool) {
 		go f()
 		return func() bool { return false }
 	}
-	c.after = append(c.after, e)
+	c.addLocked(e)
 	c.mu.Unlock()
 	return e.stop
 }
@@ -83,7 +119,9 @@ func (e *afterEntry) stop() bool {
 	e.stopped = true
 	for i, x := range c.after {
 		if x == e {
-			c.after = append(c.after[:i], c.after[i+1:]...)
+			n := copy(c.after[i:], c.after[i+1:])
+			c.after[i+n] = nil
+			c.after = c.after[:i+n]
 			break
 		}
 	}
@@ -104,10 +142,14 @@ func (c *streamCtx) cancel(err error) {
 	if c.done != nil {
 		close(c.done)
 	}
-	after := c.after
+	// Started under the lock: a Hook's owner may register it again once Stop has failed.
+	for _, e := range c.after {
+		if e.x != nil {
+			go e.x.Cancel()
+		} else {
+			go e.f()
+		}
+	}
 	c.after = nil
 	c.mu.Unlock()
-	for _, e := range after {
-		go e.f()
-	}
 }

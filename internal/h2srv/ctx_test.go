@@ -69,3 +69,47 @@ func TestStreamCtx(t *testing.T) {
 		t.Fatal("a canceled base context did not cancel the stream")
 	}
 }
+
+type cancelCount chan string
+
+func (c cancelCount) Cancel() { c <- "hook" }
+
+// TestStreamCtxHook: a Hook runs its Canceler once the context ends unless stopped first, can
+// be registered again after Stop, runs at once on an ended context, and registering and stopping
+// allocate nothing.
+func TestStreamCtxHook(t *testing.T) {
+	var c streamCtx
+	c.init(context.Background())
+	ran := make(cancelCount, 4)
+	var h, h2 Hook
+	c.AddHook(&h, ran)
+	if !h.Stop() || h.Stop() {
+		t.Fatal("Stop before the cancel: want true once, then false")
+	}
+	if n := testing.AllocsPerRun(100, func() { c.AddHook(&h, ran); h.Stop() }); n != 0 {
+		t.Fatalf("AddHook and Stop allocate %v times", n)
+	}
+	c.AddHook(&h, ran)
+	c.AddHook(&h2, ran)
+	h2.Stop()
+	c.cancel(nil)
+	if h.Stop() {
+		t.Fatal("Stop after the cancel = true")
+	}
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hook did not run")
+	}
+	c.AddHook(&h, ran) // on an ended context: runs at once
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hook on an ended context did not run")
+	}
+	select {
+	case <-ran:
+		t.Fatal("the stopped hook ran")
+	case <-time.After(50 * time.Millisecond):
+	}
+}

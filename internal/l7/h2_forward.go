@@ -44,6 +44,13 @@ type forward struct {
 	certSubject string
 	// recv counts the request body bytes sent to servers (read by the transports' goroutines).
 	recv atomic.Int64
+	// req is the request as the router matches it (requestFor).
+	req request
+	// Room for the path and the host name of most requests, allocated with the forward.
+	pathBuf [96]byte
+	hostBuf [48]byte
+	// hook closes the server connection of an attempt when the client cancels (attempt).
+	hook cancelHook
 	// outbox writes requests to HTTP/1.1 servers in batches with those of the client
 	// connection's other streams; nil for HTTP/1.1 clients.
 	outbox *rawio.Outbox
@@ -84,7 +91,7 @@ func (f *forward) route(sk sink) bool {
 		fallthrough
 	default:
 		if pathIsNormal([]byte(raw)) {
-			f.path = []byte(raw)
+			f.path = append(f.pathBuf[:0], raw...)
 		} else {
 			p, ok := normalizePath(nil, []byte(raw))
 			if !ok {
@@ -98,8 +105,9 @@ func (f *forward) route(sk sink) bool {
 		sk.Error(f, 400, "invalid Host")
 		return false
 	}
-	req := requestFor(r)
-	host := hostname(nil, req.host)
+	req := &f.req
+	requestFor(req, r)
+	host := hostname(f.hostBuf[:0], req.host)
 	if f.h.RedirectHTTPS && !hasPathPrefix(f.path, acmeChallengePrefix) {
 		f.redirectHTTPS(sk, host)
 		return false
@@ -146,15 +154,15 @@ func (f *forward) redirectHTTPS(sk sink, host []byte) {
 	sk.Done(f, 308, int64(sent))
 }
 
-// requestFor presents an *http.Request the way the matchers read HTTP/1.1 requests.
-func requestFor(r *http.Request) *request {
-	req := &request{method: []byte(r.Method), host: []byte(r.Host)}
+// requestFor presents an *http.Request the way the matchers read HTTP/1.1 requests, in req.
+func requestFor(req *request, r *http.Request) {
+	req.query = nil
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
 		req.query = []byte(r.URL.RawQuery)
 	}
 	// One array for the fields and one for their bytes (lower-case names, values), instead of
 	// two allocations per field.
-	fields, size := 0, 0
+	fields, size := 0, len(r.Method)+len(r.Host)
 	for name, vs := range r.Header {
 		for _, v := range vs {
 			fields++
@@ -164,6 +172,10 @@ func requestFor(r *http.Request) *request {
 	}
 	req.headers = make([]hdr, 0, fields)
 	buf := make([]byte, 0, size)
+	buf = append(buf, r.Method...)
+	buf = append(buf, r.Host...)
+	req.method = buf[:len(r.Method):len(r.Method)]
+	req.host = buf[len(r.Method):len(buf):len(buf)]
 	for name, vs := range r.Header {
 		start := len(buf)
 		for i := 0; i < len(name); i++ {
@@ -181,7 +193,6 @@ func requestFor(r *http.Request) *request {
 			req.headers = append(req.headers, hdr{name: n, value: buf[start:len(buf):len(buf)], kind: k})
 		}
 	}
-	return req
 }
 
 // serve routes (unless routed already) and proxies the request.
@@ -328,25 +339,9 @@ func (f *forward) outHeader() (http.Header, string) {
 	return out, host
 }
 
-// forwardedElement is writeForwarded's RFC 7239 element as a string.
+// forwardedElement is appendForwarded's RFC 7239 element as a string.
 func forwardedElement(is6 bool, ip, host, scheme string) string {
-	var b strings.Builder
-	b.WriteString("for=")
-	if is6 {
-		b.WriteString("\"[" + ip + "]\"")
-	} else {
-		b.WriteString(ip)
-	}
-	if host != "" {
-		b.WriteString(";host=")
-		if isToken([]byte(host)) {
-			b.WriteString(host)
-		} else {
-			b.WriteString(strconv.Quote(host))
-		}
-	}
-	b.WriteString(";proto=" + scheme)
-	return b.String()
+	return string(appendForwarded(nil, is6, ip, host, scheme))
 }
 
 // upstreamPath is the path sent to the server: the normalised path rewritten or with the

@@ -10,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/balance"
+	"github.com/waage/waage/internal/h2srv"
 	"github.com/waage/waage/internal/proxyproto"
 )
 
@@ -181,10 +183,7 @@ func (f *forward) attempt(sk sink, b *Backend, srv *backend.Server, uc *upConn, 
 	a := pooledAttempt{f: f, b: b, srv: srv, uc: uc}
 	// The client's cancellation (RST_STREAM, connection gone) closes the server connection: a
 	// blocked read or write returns at once, and the connection is not reused.
-	a.stop = afterFunc(r.Context(), func() {
-		uc.tcp.Close()
-		uc.conn.Close()
-	})
+	f.hook.start(r.Context(), uc)
 	defer a.end()
 	resp := pooledResponses.Get().(*response)
 	defer putResponse(resp)
@@ -289,7 +288,6 @@ type pooledAttempt struct {
 	srv      *backend.Server
 	uc       *upConn
 	resp     *response
-	stop     func() bool // ends the cancellation hook; false when it ran
 	bodyDone chan error  // the request body transfer's result; nil when none runs
 	reuse    bool
 }
@@ -302,7 +300,7 @@ func (a *pooledAttempt) end() {
 			a.reuse = false
 		}
 	}
-	if !a.stop() {
+	if !a.f.hook.stop() {
 		a.reuse = false // the client canceled: the hook closed the connection
 	}
 	if a.reuse {
@@ -421,25 +419,7 @@ func (a *pooledAttempt) relay(sk sink, stickyHit *backend.Server) {
 		length = resp.contentLength // -1 when chunked or absent
 	}
 	hd := sk.Header()
-	contentType := ""
-	grpcStatus := false
-	for i := range resp.headers {
-		h := &resp.headers[i]
-		if h.drop || h.kind == hContentLength || h.kind == hTrailer {
-			continue
-		}
-		k := http.CanonicalHeaderKey(string(h.name))
-		hd[k] = append(hd[k], string(h.value))
-		switch {
-		case k == "Content-Type" && contentType == "":
-			contentType = string(h.value)
-		case k == "Grpc-Status":
-			grpcStatus = true
-		}
-	}
-	if length >= 0 && status != 204 && status != 304 {
-		hd["Content-Length"] = []string{strconv.FormatInt(length, 10)}
-	}
+	contentType, grpcStatus := fillHeader(hd, resp.headers, length >= 0 && status != 204 && status != 304, length)
 	if ops := &f.rt.respOps; !ops.empty() {
 		applyOps(hd, ops)
 	}
@@ -488,6 +468,91 @@ func (a *pooledAttempt) relay(sk sink, stickyHit *backend.Server) {
 	}
 	sk.Finish(trailer)
 	sk.Done(f, status, sent)
+}
+
+// fillHeader adds a response's fields (not Content-Length, Trailer, or those dropped) to hd, and
+// Content-Length: length when withLength. All the values share one string and one array of
+// slices, and common names come from a table: three allocations per response instead of three per
+// field (a tenth of the allocations of an HTTP/2 request proxied to an HTTP/1.1 server).
+func fillHeader(hd http.Header, fields []hdr, withLength bool, length int64) (contentType string, grpcStatus bool) {
+	size, n := 20, 1 // room for Content-Length
+	for i := range fields {
+		if h := &fields[i]; !h.drop {
+			size += len(h.value)
+			n++
+		}
+	}
+	buf := make([]byte, 0, size)
+	vals := make([]string, 0, n)
+	add := func(k string, v []byte) string {
+		start := len(buf)
+		buf = append(buf, v...)
+		s := unsafe.String(unsafe.SliceData(buf[start:]), len(v))
+		if len(v) == 0 {
+			s = ""
+		}
+		if old, ok := hd[k]; ok {
+			hd[k] = append(old, s)
+		} else {
+			vals = append(vals, s)
+			hd[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
+		return s
+	}
+	for i := range fields {
+		h := &fields[i]
+		if h.drop || h.kind == hContentLength || h.kind == hTrailer {
+			continue
+		}
+		k := canonicalName(h.name)
+		v := add(k, h.value)
+		switch {
+		case k == "Content-Type" && contentType == "":
+			contentType = v
+		case k == "Grpc-Status":
+			grpcStatus = true
+		}
+	}
+	if withLength {
+		var num [20]byte
+		delete(hd, "Content-Length")
+		add("Content-Length", strconv.AppendInt(num[:0], length, 10))
+	}
+	return contentType, grpcStatus
+}
+
+// commonNames maps the lower-case names of common response fields to their canonical form.
+var commonNames = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Accept-Ranges", "Access-Control-Allow-Credentials",
+		"Access-Control-Allow-Headers", "Access-Control-Allow-Methods", "Access-Control-Allow-Origin",
+		"Access-Control-Expose-Headers", "Access-Control-Max-Age", "Age", "Allow", "Alt-Svc",
+		"Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language",
+		"Content-Location", "Content-Range", "Content-Security-Policy", "Content-Type", "Date", "Etag",
+		"Expires", "Grpc-Message", "Grpc-Status", "Last-Modified", "Link", "Location", "Pragma",
+		"Referrer-Policy", "Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security", "Vary",
+		"Via", "Www-Authenticate", "X-Content-Type-Options", "X-Frame-Options", "X-Powered-By",
+		"X-Request-Id", "X-Xss-Protection"} {
+		m[strings.ToLower(k)] = k
+	}
+	return m
+}()
+
+// canonicalName is http.CanonicalHeaderKey(string(name)), without an allocation for common names.
+func canonicalName(name []byte) string {
+	var lb [40]byte
+	if len(name) <= len(lb) {
+		for i, c := range name {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			lb[i] = c
+		}
+		if k, ok := commonNames[string(lb[:len(name)])]; ok {
+			return k
+		}
+	}
+	return http.CanonicalHeaderKey(string(name))
 }
 
 // streamsLength is streams for a response of this length and Content-Type.
@@ -777,7 +842,7 @@ next:
 				w.WriteString(", ")
 			}
 		}
-		w.WriteString(forwardedElement(f.remote.Is6(), f.ip, r.Host, f.scheme))
+		writeForwarded(w, f.remote.Is6(), f.ip, r.Host, f.scheme)
 		w.WriteString("\r\n")
 	}
 	if hasOps {
@@ -827,12 +892,30 @@ func removesString(o *headerOps, name string) bool {
 	return false
 }
 
-// afterFunc is context.AfterFunc, through the context's own AfterFunc method when it has one (the
-// HTTP/2 server's stream contexts do): that skips context.AfterFunc's wrapper context and its
-// bookkeeping on every proxied request.
-func afterFunc(ctx context.Context, f func()) (stop func() bool) {
-	if a, ok := ctx.(interface{ AfterFunc(func()) func() bool }); ok {
-		return a.AfterFunc(f)
+// cancelHook runs a Canceler when a request's context ends: through the HTTP/2 stream context's
+// own Hook, which allocates nothing, or context.AfterFunc for other contexts.
+type cancelHook struct {
+	h        h2srv.Hook
+	fallback func() bool // context.AfterFunc's stop; nil with the stream's Hook
+}
+
+type hookContext interface {
+	AddHook(*h2srv.Hook, h2srv.Canceler)
+}
+
+func (k *cancelHook) start(ctx context.Context, x h2srv.Canceler) {
+	if hc, ok := ctx.(hookContext); ok {
+		k.fallback = nil
+		hc.AddHook(&k.h, x)
+		return
 	}
-	return context.AfterFunc(ctx, f)
+	k.fallback = context.AfterFunc(ctx, x.Cancel)
+}
+
+// stop ends the hook; false when the Canceler ran (or is about to).
+func (k *cancelHook) stop() bool {
+	if k.fallback != nil {
+		return k.fallback()
+	}
+	return k.h.Stop()
 }

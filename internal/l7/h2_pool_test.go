@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -343,5 +344,43 @@ func TestH2PooledTLSBackend(t *testing.T) {
 	resp, _ := getBody(t, c, mustReq("GET", "http://"+bad.addr+"/"))
 	if resp.StatusCode != 502 {
 		t.Fatalf("unverifiable server: status %d, want 502", resp.StatusCode)
+	}
+}
+
+// TestFillHeader: a parsed response's fields become an HTTP/2 response header with canonical
+// names, repeated fields in order, Content-Length from the framing, and dropped and framing
+// fields left out.
+func TestFillHeader(t *testing.T) {
+	fields := []hdr{
+		{name: []byte("content-type"), value: []byte("text/html")},
+		{name: []byte("Set-Cookie"), value: []byte("a=1")},
+		{name: []byte("x-custom-THING"), value: []byte("v")},
+		{name: []byte("SET-COOKIE"), value: []byte("b=2")},
+		{name: []byte("Content-Length"), value: []byte("99"), kind: hContentLength},
+		{name: []byte("Trailer"), value: []byte("X-T"), kind: hTrailer},
+		{name: []byte("X-Hop"), value: []byte("secret"), drop: true},
+		{name: []byte("X-Empty"), value: []byte("")},
+		{name: []byte("grpc-status"), value: []byte("0")},
+	}
+	hd := http.Header{}
+	ct, grpc := fillHeader(hd, fields, true, 1234)
+	want := http.Header{
+		"Content-Type":   {"text/html"},
+		"Set-Cookie":     {"a=1", "b=2"},
+		"X-Custom-Thing": {"v"},
+		"X-Empty":        {""},
+		"Grpc-Status":    {"0"},
+		"Content-Length": {"1234"},
+	}
+	if !reflect.DeepEqual(hd, want) || ct != "text/html" || !grpc {
+		t.Fatalf("fillHeader = %v, %q, %v; want %v", hd, ct, grpc, want)
+	}
+	hd = http.Header{}
+	fillHeader(hd, fields[:1], false, -1)
+	if len(hd) != 1 || hd.Get("Content-Type") != "text/html" {
+		t.Fatalf("without a length: %v", hd)
+	}
+	if n := testing.AllocsPerRun(100, func() { fillHeader(http.Header{}, fields, true, 1234) }); n > 6 {
+		t.Errorf("fillHeader allocates %v times, want at most 6 (map, values, slices, one repeat)", n)
 	}
 }

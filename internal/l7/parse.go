@@ -563,12 +563,12 @@ var tokenChars = func() (t [256]bool) {
 	return
 }()
 
-func isToken(b []byte) bool {
+func isToken[T string | []byte](b T) bool {
 	if len(b) == 0 {
 		return false
 	}
-	for _, c := range b {
-		if !tokenChars[c] {
+	for i := 0; i < len(b); i++ {
+		if !tokenChars[b[i]] {
 			return false
 		}
 	}

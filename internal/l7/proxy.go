@@ -936,33 +936,39 @@ func (cc *clientConn) writeRequestHead(w *writer, h *Handler, ex *exchange, rt *
 	w.WriteString("\r\n")
 }
 
-// writeForwarded writes one RFC 7239 forwarded-element; IPv6 and host:port values are quoted.
-func writeForwarded(w *writer, is6 bool, ip, host []byte, scheme string) {
-	w.WriteString("for=")
+// writeForwarded writes this hop's RFC 7239 element: for= the client (IPv6 quoted in brackets),
+// host= the Host the client asked for (quoted when it is not a token), proto= the scheme.
+func writeForwarded[T string | []byte](w *writer, is6 bool, ip, host T, scheme string) {
+	w.commit(appendForwarded(w.room(), is6, ip, host, scheme))
+}
+
+// appendForwarded appends the element writeForwarded writes.
+func appendForwarded[T string | []byte](b []byte, is6 bool, ip, host T, scheme string) []byte {
+	b = append(b, "for="...)
 	if is6 {
-		w.WriteString("\"[")
-		w.Write(ip)
-		w.WriteString("]\"")
+		b = append(b, "\"["...)
+		b = append(b, ip...)
+		b = append(b, "]\""...)
 	} else {
-		w.Write(ip)
+		b = append(b, ip...)
 	}
 	if len(host) > 0 {
-		w.WriteString(";host=")
+		b = append(b, ";host="...)
 		if isToken(host) {
-			w.Write(host)
+			b = append(b, host...)
 		} else {
-			w.WriteByte('"')
-			for _, c := range host {
-				if c == '"' || c == '\\' {
-					w.WriteByte('\\')
+			b = append(b, '"')
+			for i := 0; i < len(host); i++ {
+				if c := host[i]; c == '"' || c == '\\' {
+					b = append(b, '\\')
 				}
-				w.WriteByte(c)
+				b = append(b, host[i])
 			}
-			w.WriteByte('"')
+			b = append(b, '"')
 		}
 	}
-	w.WriteString(";proto=")
-	w.WriteString(scheme)
+	b = append(b, ";proto="...)
+	return append(b, scheme...)
 }
 
 // writeResponseHead writes the status line and fields for the client.

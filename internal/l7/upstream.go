@@ -406,6 +406,13 @@ func (uc *upConn) close() {
 	uc.rd.release()
 }
 
+// Cancel closes the connection for a client that canceled its request: a blocked read or write
+// returns at once, and the connection is not reused.
+func (uc *upConn) Cancel() {
+	uc.tcp.Close()
+	uc.conn.Close()
+}
+
 // alive peeks at the socket without blocking: a closed or chatty idle connection is not reusable.
 // On TLS it peeks at the TCP socket too: a pending close_notify counts as chatty.
 func (uc *upConn) alive() bool {

@@ -114,6 +114,22 @@ func (w *writer) WriteByte(c byte) error {
 	return nil
 }
 
+// room is the free space of the buffer as an empty slice to append to; commit takes it back.
+func (w *writer) room() []byte {
+	w.acquire()
+	return (*w.bp)[w.n:w.n]
+}
+
+// commit buffers b, appended to room(): in place when it fit, else written as Write does.
+func (w *writer) commit(b []byte) {
+	buf := *w.bp
+	if len(b) > 0 && len(b) <= len(buf)-w.n && &b[0] == &buf[w.n] {
+		w.n += len(b)
+		return
+	}
+	w.Write(b)
+}
+
 // Flush writes what is buffered.
 func (w *writer) Flush() error {
 	if w.err != nil {

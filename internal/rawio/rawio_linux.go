@@ -209,6 +209,12 @@ type Outbox struct {
 	busy    bool // a flush is pending or running
 	closed  bool
 	wake    chan struct{}
+
+	// The write in progress (run's goroutine only; see send). Not the connection's fields: the
+	// connection may be in another outbox's hands as soon as its answer was read.
+	qbuf     []byte
+	qblocked bool
+	queuedFn func(uintptr) bool
 }
 
 type outEntry struct {
@@ -300,7 +306,7 @@ func (o *Outbox) run() {
 			o.mu.Unlock()
 			for i := range entries {
 				e := &entries[i]
-				e.c.sendQueued(buf[e.off : e.off+e.n])
+				o.send(e.c, buf[e.off:e.off+e.n])
 				entries[i] = outEntry{}
 			}
 			o.mu.Lock()
@@ -311,23 +317,30 @@ func (o *Outbox) run() {
 	}
 }
 
-// sendQueued writes b for the handler waiting in WriteReadBatched. A write that fails leaves
-// the socket in error (or closed), which ends the handler's read; what the send buffer cannot
-// take at once is written by a goroutine of its own, so one slow server does not hold up the
-// requests to others.
-func (r *Conn) sendQueued(b []byte) {
-	blocked := false
-	r.rc.Write(func(fd uintptr) bool {
-		b, blocked = writeAll(fd, b)
-		return true
-	})
+// send writes b for the handler waiting in WriteReadBatched on c. A write that fails leaves the
+// socket in error (or closed), which ends the handler's read; what the send buffer cannot take
+// at once is written by a goroutine of its own, so one slow server does not hold up the requests
+// to others.
+func (o *Outbox) send(c *Conn, b []byte) {
+	if o.queuedFn == nil {
+		o.queuedFn = o.doQueued
+	}
+	o.qbuf, o.qblocked = b, false
+	c.rc.Write(o.queuedFn)
+	b, blocked := o.qbuf, o.qblocked
+	o.qbuf = nil
 	if blocked {
 		rest := bytes.Clone(b)
-		go r.rc.Write(func(fd uintptr) bool {
+		go c.rc.Write(func(fd uintptr) bool {
 			rest, blocked = writeAll(fd, rest)
 			return !blocked
 		})
 	}
+}
+
+func (o *Outbox) doQueued(fd uintptr) bool {
+	o.qbuf, o.qblocked = writeAll(fd, o.qbuf)
+	return true
 }
 
 // writeAll writes b until it is written, the send buffer is full (blocked, with what is left),
