@@ -288,7 +288,7 @@ type pooledAttempt struct {
 	srv      *backend.Server
 	uc       *upConn
 	resp     *response
-	bodyDone chan error  // the request body transfer's result; nil when none runs
+	bodyDone chan error // the request body transfer's result; nil when none runs
 	reuse    bool
 }
 
