@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/waage/waage/internal/config"
+	"github.com/waage/waage/internal/rawio"
 	"github.com/waage/waage/internal/tlsx"
 )
 
@@ -99,7 +100,9 @@ func (cc *clientConn) setConn(c net.Conn) {
 // handshake terminates TLS within the header timeout, then makes the tls.Conn the connection
 // that HTTP is read from and written to. It returns false when the handshake failed.
 func (cc *clientConn) handshake(h *Handler) bool {
-	tc := tls.Server(cc.c, h.TLS)
+	// The TLS records go through raw system calls (rawio.NetConn); cc.c stays the TCP
+	// connection for what needs it as such.
+	tc := tls.Server(rawio.NewNetConn(cc.c), h.TLS)
 	cc.c.SetDeadline(time.Now().Add(h.headerTimeout()))
 	// No request is in progress during the handshake: Shutdown may cut it short (it wakes
 	// connections that are not busy with a past read deadline).

@@ -62,9 +62,18 @@ func New(c net.Conn) *Conn {
 	return r
 }
 
+// The calls are recvfrom, sendto and sendmsg rather than read, write and writev: the socket calls
+// skip the file layer (its position lock and dispatch), about 2% of a proxied request's CPU.
+// MSG_NOSIGNAL: a peer's reset is an EPIPE error, as the runtime (which ignores SIGPIPE on
+// sockets) makes it for net.Conn.
+
+func send(fd uintptr, b []byte) (uintptr, uintptr, syscall.Errno) {
+	return syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), syscall.MSG_NOSIGNAL, 0, 0)
+}
+
 func (r *Conn) doRead(fd uintptr) bool {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&r.rbuf[0])), uintptr(len(r.rbuf)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.rbuf[0])), uintptr(len(r.rbuf)), 0, 0, 0)
 		switch e {
 		case syscall.EINTR:
 			continue
@@ -85,13 +94,14 @@ func (r *Conn) doWrite(fd uintptr) bool {
 			iov := [2]syscall.Iovec{{Base: &r.wbufs[0][0]}, {Base: &r.wbufs[1][0]}}
 			iov[0].SetLen(len(r.wbufs[0]))
 			iov[1].SetLen(len(r.wbufs[1]))
-			n, _, e = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), 2)
+			msg := syscall.Msghdr{Iov: &iov[0], Iovlen: 2}
+			n, _, e = syscall.RawSyscall(syscall.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&msg)), syscall.MSG_NOSIGNAL)
 		} else {
 			b := r.wbufs[0]
 			if len(b) == 0 {
 				b = r.wbufs[1]
 			}
-			n, _, e = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			n, _, e = send(fd, b)
 		}
 		switch e {
 		case 0:
@@ -347,7 +357,7 @@ func (o *Outbox) doQueued(fd uintptr) bool {
 // or the write fails.
 func writeAll(fd uintptr, b []byte) (rest []byte, blocked bool) {
 	for len(b) > 0 {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		n, _, e := send(fd, b)
 		switch e {
 		case 0:
 			b = b[n:]
@@ -359,4 +369,30 @@ func writeAll(fd uintptr, b []byte) (rest []byte, blocked bool) {
 		}
 	}
 	return nil, false
+}
+
+// NetConn is a TCP connection whose Read and Write are Conn's: for code that reads and writes
+// through a net.Conn, such as crypto/tls and the HTTP/2 server, on the hot path (see Conn for
+// why). Everything else is the TCP connection's.
+type NetConn struct {
+	*net.TCPConn
+	raw *Conn
+}
+
+// NewNetConn returns c as a NetConn, or c itself when it is not a plain TCP connection.
+func NewNetConn(c net.Conn) net.Conn {
+	raw := New(c)
+	if raw == nil {
+		return c
+	}
+	return &NetConn{TCPConn: c.(*net.TCPConn), raw: raw}
+}
+
+func (c *NetConn) Read(p []byte) (int, error) { return c.raw.Read(p) }
+
+func (c *NetConn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return c.raw.Write(p, nil)
 }
