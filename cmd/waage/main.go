@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/waage/waage/internal/config"
+	"github.com/waage/waage/internal/gctune"
 	"github.com/waage/waage/internal/listener"
 	"github.com/waage/waage/internal/runtime"
 )
@@ -166,6 +167,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	d.rt = runtime.New(logger)
 	d.rt.Inherit(inherited)
+	gcCtx, gcStop := context.WithCancel(context.Background())
+	defer gcStop()
+	gctune.Floor(gcCtx, gctune.DefaultFloor)
 	if ready != nil {
 		d.rt.AdoptVRRP() // a binary upgrade: keep the virtual IPs the old process holds
 	}
