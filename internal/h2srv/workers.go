@@ -9,18 +9,22 @@ import (
 // grows it several times over (TLS, HPACK, the upstream exchange): with a goroutine per stream
 // those stack copies took 14% of the CPU under h2load. A worker that finished a stream waits for
 // the next one instead, with its stack already grown, as fasthttp's worker pool does; workers
-// idle for workerIdle end.
+// idle for workerIdle/2 to workerIdle end.
 const workerIdle = 10 * time.Second
 
 type worker struct {
-	ch       chan *Stream
-	lastUsed time.Time
+	ch    chan *Stream
+	round uint64 // workers.round when the worker last went idle
 }
 
 var workers struct {
 	mu       sync.Mutex
 	idle     []*worker // most recently used last
 	cleaning bool
+	// round counts the cleaner's rounds, every workerIdle/2: a worker idle since two rounds ago
+	// has idled for workerIdle/2 to workerIdle. Rounds instead of times spare a clock reading
+	// per stream.
+	round uint64
 }
 
 // startStream runs the stream's handler on an idle worker, or on a new goroutine.
@@ -43,8 +47,8 @@ func work(s *Stream) {
 	w := &worker{ch: make(chan *Stream, 1)}
 	for s != nil {
 		s.c.runStream(s)
-		w.lastUsed = time.Now()
 		workers.mu.Lock()
+		w.round = workers.round
 		workers.idle = append(workers.idle, w)
 		if !workers.cleaning {
 			workers.cleaning = true
@@ -59,11 +63,11 @@ func work(s *Stream) {
 func cleanWorkers() {
 	for {
 		time.Sleep(workerIdle / 2)
-		cutoff := time.Now().Add(-workerIdle)
 		workers.mu.Lock()
-		// The oldest are first: end those idle too long.
+		workers.round++
+		// The oldest are first: end those idle since two rounds ago or longer.
 		n := 0
-		for n < len(workers.idle) && workers.idle[n].lastUsed.Before(cutoff) {
+		for n < len(workers.idle) && workers.idle[n].round+2 <= workers.round {
 			workers.idle[n].ch <- nil
 			n++
 		}

@@ -44,6 +44,8 @@ type forward struct {
 	certSubject string
 	// recv counts the request body bytes sent to servers (read by the transports' goroutines).
 	recv atomic.Int64
+	// done is when record counted the response (the pooled connection's idle time starts then).
+	done time.Time
 	// req is the request as the router matches it (requestFor).
 	req request
 	// Room for the path and the host name of most requests, allocated with the forward.
@@ -716,7 +718,8 @@ func (hw *h2Writer) Done(f *forward, status int, sent int64) {
 // record counts a finished request in the frontend's and the server's counters, as
 // clientConn.finishLog does for HTTP/1.1 requests.
 func (f *forward) record(status int, sent int64) {
-	d := time.Since(f.start)
+	f.done = time.Now()
+	d := f.done.Sub(f.start)
 	in := f.recv.Load()
 	st := &f.s.Stats
 	st.Requests.Add(1)
@@ -749,7 +752,7 @@ func (hw *h2Writer) log(f *forward, status int, sent int64) {
 		referer:   []byte(r.Header.Get("Referer")),
 		userAgent: []byte(r.Header.Get("User-Agent")),
 		frontend:  h.Name,
-		duration:  time.Since(f.start),
+		duration:  f.done.Sub(f.start), // record ran first
 	}
 	if f.rt != nil {
 		e.route = f.rt.Name

@@ -80,12 +80,14 @@ func (f *forward) proxyPooled(sk sink) {
 			f.noServer(sk, b, lastErr, sent)
 			return
 		}
+		// The first attempt starts as the stream did, microseconds ago: one clock reading less.
+		sentAt := f.start
 		if f.srv != nil {
 			srv.Retries.Add(1)
+			sentAt = time.Now()
 		}
 		f.srv = srv
 		srv.Acquire()
-		sentAt := time.Now()
 		uc, err := b.conn(srv, !canRetry, fresh, sentAt)
 		fresh = false
 		if err == nil && b.proxyProto != 0 && !uc.reused {
@@ -203,7 +205,10 @@ func (f *forward) attempt(sk sink, b *Backend, srv *backend.Server, uc *upConn, 
 		if err := uc.sendHead(f.outbox); err != nil {
 			return a.beforeResponse(sk, canRetry, err)
 		}
-		now := time.Now()
+		now := sentAt // a pooled connection was taken microseconds ago
+		if !uc.reused {
+			now = time.Now() // after the connect
+		}
 		respDeadline = now.Add(b.responseTO)
 		uc.armRead(now, b.responseTO)
 	}
@@ -304,7 +309,11 @@ func (a *pooledAttempt) end() {
 		a.reuse = false // the client canceled: the hook closed the connection
 	}
 	if a.reuse {
-		a.uc.p.put(a.uc, time.Now())
+		at := a.f.done // when the response was counted, if it was
+		if at.IsZero() {
+			at = time.Now()
+		}
+		a.uc.p.put(a.uc, at)
 	} else {
 		a.uc.close()
 	}
