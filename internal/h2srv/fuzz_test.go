@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -118,6 +119,26 @@ func FuzzFrames(f *testing.F) {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			t.Fatal("connection still served 10s after its input ended")
+		}
+	})
+}
+
+// FuzzParseURL: the stream's URL parse gives what url.ParseRequestURI gives, for every path.
+func FuzzParseURL(f *testing.F) {
+	for _, p := range []string{"/", "/a/b?x=1&y", "/a?", "/a??", "/a?b?c", "*", "/a b", "/a%20b?q",
+		"/a#f", "//x/y", "/a;b,c=d@e:f$g&h+i", "/ä", "/a!b", "/a'b(c)*", "/a?\x01", "/a\x7f", "a/b",
+		"", "/~user/x.y-z_w", "/a?x=%zz", "/%zz"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		s := &Stream{path: p}
+		got, gerr := s.parseURL()
+		want, werr := url.ParseRequestURI(p)
+		if (gerr == nil) != (werr == nil) {
+			t.Fatalf("%q: error %v, url.ParseRequestURI's %v", p, gerr, werr)
+		}
+		if gerr == nil && *got != *want {
+			t.Fatalf("%q: %#v, url.ParseRequestURI gives %#v", p, *got, *want)
 		}
 	})
 }

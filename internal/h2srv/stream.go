@@ -27,6 +27,7 @@ type Stream struct {
 	noBody                  bool  // END_STREAM came with the request's HEADERS
 	isHead                  bool
 	req                     *http.Request
+	url                     url.URL // the request's URL, when parseURL took the short way
 	ctx                     streamCtx
 
 	// State, under c.mu.
@@ -167,7 +168,7 @@ func (s *Stream) newRequest() (*http.Request, error) {
 		u, uri = &url.URL{Host: host}, host
 	} else {
 		var err error
-		if u, err = url.ParseRequestURI(s.path); err != nil {
+		if u, err = s.parseURL(); err != nil {
 			return nil, err
 		}
 		uri = s.path
@@ -192,6 +193,54 @@ func (s *Stream) newRequest() (*http.Request, error) {
 		Trailer:       trailer,
 	}
 	return r.WithContext(&s.ctx), nil
+}
+
+// parseURL is url.ParseRequestURI(s.path), with the URL in the stream and without parsing for
+// the common path: only characters that url.URL keeps as they are (so RawPath stays empty), and
+// a query without control bytes.
+func (s *Stream) parseURL() (*url.URL, error) {
+	path, query, hasQuery := strings.Cut(s.path, "?")
+	if !plainPath(path) || hasCTL(query) {
+		return url.ParseRequestURI(s.path)
+	}
+	s.url = url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	return &s.url, nil
+}
+
+// plainPath reports whether p is an absolute path of unreserved characters and the delimiters
+// that url.URL leaves unescaped in a path.
+func plainPath(p string) bool {
+	if len(p) == 0 || p[0] != '/' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		if !plainPathChar[p[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var plainPathChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "-_.~$&+,/:;=@" {
+		t[c] = true
+	}
+	return t
+}()
+
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // requestBody is the stream as the request's Body.
