@@ -1181,6 +1181,7 @@ func (c *Conn) newStreamLocked() error {
 		sendWin:    c.peerInitWin,
 		recvWin:    int64(c.cfg.StreamWindow),
 		respLen:    -1,
+		added:      addedFields{length: -1},
 		isHead:     hb.method == "HEAD",
 	}
 	// The fields go into the stream's own array when they fit (most requests): one allocation

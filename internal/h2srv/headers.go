@@ -4,6 +4,9 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"unsafe"
+
+	"golang.org/x/net/http2/hpack"
 )
 
 // Field names as they arrive (lower case) and as net/http keys them (canonical). Common names are
@@ -170,4 +173,81 @@ func validToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// addedFields holds the response fields given as bytes (Stream.AddField): names lower-cased and
+// values copied into one arena, in the stream's own arrays for the usual few fields. The HPACK
+// encoder's table may keep the strings made over the arena; nothing writes the arena once the
+// head went out.
+type addedFields struct {
+	refs   []fieldRef
+	buf    []byte
+	length int64 // a content-length among them, -1 when none (set by the stream's creation)
+	refArr [12]fieldRef
+	bufArr [384]byte
+}
+
+type fieldRef struct{ name, value uint32 } // offsets in buf; name ends where value starts
+
+// AddField adds a response field given as bytes, for proxies that parsed it from another
+// connection: the name in any case, the value as it is; both are copied. Such fields go out
+// after Header()'s, in the order added; a content-length among them counts as Header's would.
+// Invalid names and values, and fields HTTP/2 forbids (connection-specific), are left out. It
+// must be called before WriteHeader.
+func (s *Stream) AddField(name, value []byte) {
+	a := &s.added
+	if len(name) == 0 || len(name) > 1<<16 || !validValue(unsafe.String(unsafe.SliceData(value), len(value))) {
+		return
+	}
+	if a.refs == nil {
+		a.refs, a.buf = a.refArr[:0], a.bufArr[:0]
+	}
+	start := len(a.buf)
+	for _, c := range name {
+		if !isTokenByte(c) {
+			a.buf = a.buf[:start]
+			return
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		a.buf = append(a.buf, c)
+	}
+	lname := unsafe.String(unsafe.SliceData(a.buf[start:]), len(name))
+	if connectionSpecific(lname) {
+		a.buf = a.buf[:start]
+		return
+	}
+	vstart := len(a.buf)
+	a.buf = append(a.buf, value...)
+	a.refs = append(a.refs, fieldRef{uint32(start), uint32(vstart)})
+	if lname == "content-length" {
+		if n, ok := parseContentLength(string(value)); ok {
+			a.length = n
+		}
+	}
+}
+
+// SetContentLength adds content-length: n as AddField would.
+func (s *Stream) SetContentLength(n int64) {
+	var num [20]byte
+	s.AddField(contentLengthName, strconv.AppendInt(num[:0], n, 10))
+}
+
+var contentLengthName = []byte("content-length")
+
+// encode writes the fields to the connection's encoder.
+func (a *addedFields) encode(enc *hpack.Encoder) {
+	for i, r := range a.refs {
+		end := uint32(len(a.buf))
+		if i+1 < len(a.refs) {
+			end = a.refs[i+1].name
+		}
+		name := a.buf[r.name:r.value]
+		value := a.buf[r.value:end]
+		enc.WriteField(hpack.HeaderField{
+			Name:  unsafe.String(unsafe.SliceData(name), len(name)),
+			Value: unsafe.String(unsafe.SliceData(value), len(value)),
+		})
+	}
 }

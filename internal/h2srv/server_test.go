@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -713,4 +714,62 @@ func TestHeaderTimeout(t *testing.T) {
 		t.Fatalf("closed after %v", d)
 	}
 	waitFor(t, "HeaderTimeouts", func() bool { return ts.stats.HeaderTimeouts.Load() == 1 })
+}
+
+// TestAddField: fields given as bytes go out lower-cased after Header()'s, repeated ones in
+// order, with connection-specific fields, invalid names and invalid values left out; a
+// content-length among them is enforced like Header's; a table of many fields spills over the
+// stream's own arrays. The same answer twice checks the HPACK table kept the strings intact.
+func TestAddField(t *testing.T) {
+	ts := startServer(t, nil, HandlerFunc(func(s *Stream) {
+		s.Header().Set("X-From-Map", "m")
+		s.AddField([]byte("Content-Type"), []byte("text/plain"))
+		s.AddField([]byte("SET-COOKIE"), []byte("a=1"))
+		s.AddField([]byte("set-cookie"), []byte("b=2"))
+		s.AddField([]byte("Connection"), []byte("close"))
+		s.AddField([]byte("Transfer-Encoding"), []byte("chunked"))
+		s.AddField([]byte("Bad Name"), []byte("x"))
+		s.AddField([]byte("X-Bad-Value"), []byte("a\nb"))
+		s.AddField([]byte("X-Empty"), nil)
+		for i := range 30 {
+			s.AddField(fmt.Appendf(nil, "X-Many-%d", i), bytes.Repeat([]byte{'v'}, 40))
+		}
+		s.AddField([]byte("content-length"), []byte("5"))
+		s.WriteHeader(200, false)
+		s.Write([]byte("hello"))
+	}), false)
+	c := h2cClient()
+	for range 2 {
+		resp, err := c.Get("http://" + ts.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != "hello" || resp.ContentLength != 5 {
+			t.Fatalf("body %q, length %d, %v", body, resp.ContentLength, err)
+		}
+		h := resp.Header
+		if h.Get("Content-Type") != "text/plain" || h.Get("X-From-Map") != "m" || !reflect.DeepEqual(h["Set-Cookie"], []string{"a=1", "b=2"}) ||
+			h.Get("Connection") != "" || h.Get("Transfer-Encoding") != "" || h.Get("X-Bad-Value") != "" || h["X-Empty"] == nil ||
+			h.Get("X-Many-29") != strings.Repeat("v", 40) {
+			t.Fatalf("header %v", h)
+		}
+	}
+	// A body longer than the content-length given as bytes is cut (the stream is reset).
+	ts2 := startServer(t, nil, HandlerFunc(func(s *Stream) {
+		s.AddField([]byte("Content-Length"), []byte("2"))
+		s.WriteHeader(200, false)
+		if _, err := s.Write([]byte("toolong")); err == nil {
+			t.Error("a write past the content-length succeeded")
+		}
+	}), false)
+	resp, err := c.Get("http://" + ts2.addr + "/")
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil {
+		t.Fatal("a response longer than its content-length arrived whole")
+	}
 }

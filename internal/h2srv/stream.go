@@ -53,6 +53,7 @@ type Stream struct {
 
 	// The response.
 	hdr         http.Header
+	added       addedFields // AddField's fields, sent after hdr's
 	status      int
 	wroteHeader bool
 	headPending bool // HEADERS not emitted yet
@@ -414,6 +415,9 @@ func (s *Stream) setStatusLocked(status int) {
 			s.respLen = n
 		}
 	}
+	if s.added.length >= 0 {
+		s.respLen = s.added.length
+	}
 }
 
 // emitHeadLocked appends the response's HEADERS frame if it is still pending.
@@ -426,6 +430,7 @@ func (s *Stream) emitHeadLocked(end bool) {
 	c.hbuf = c.hbuf[:0]
 	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(s.status)})
 	c.encodeFieldsLocked(s.hdr)
+	s.added.encode(c.enc)
 	c.writeHeadersLocked(s.id, c.hbuf, end)
 }
 

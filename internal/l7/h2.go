@@ -250,6 +250,12 @@ func (r h2Response) Write(p []byte) (int, error) { return r.s.Write(p) }
 
 func (hw *h2Writer) Header() http.Header { return hw.s.Header() }
 
+// AddField adds a response field as bytes (see addFields).
+func (hw *h2Writer) AddField(name, value []byte) { hw.s.AddField(name, value) }
+
+// SetContentLength adds content-length: n (see addFields).
+func (hw *h2Writer) SetContentLength(n int64) { hw.s.SetContentLength(n) }
+
 func (hw *h2Writer) WriteHead(status int, more, stream bool) error {
 	hw.stream = stream
 	// The HEADERS frame waits for the body, the trailers or the end: a gRPC Trailers-Only answer

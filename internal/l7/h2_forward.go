@@ -624,11 +624,7 @@ func (f *forward) relay(sk sink, resp *http.Response, stickyHit *backend.Server)
 // record and a system call of its own, and flushing the head and each piece of short answers
 // separately cost five times the throughput of batching them (h2load, bench/tls.sh).
 func streams(resp *http.Response) bool {
-	if resp.ContentLength < 0 {
-		return true
-	}
-	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
-	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
+	return resp.ContentLength < 0 || isEventStream(resp.Header.Get("Content-Type"))
 }
 
 // errorBody is the short plain body of a proxy-made answer, as respondError writes it.

@@ -427,18 +427,34 @@ func (a *pooledAttempt) relay(sk sink, stickyHit *backend.Server) {
 	default:
 		length = resp.contentLength // -1 when chunked or absent
 	}
-	hd := sk.Header()
-	contentType, grpcStatus := fillHeader(hd, resp.headers, length >= 0 && status != 204 && status != 304, length)
-	if ops := &f.rt.respOps; !ops.empty() {
-		applyOps(hd, ops)
-	}
+	withLength := length >= 0 && status != 204 && status != 304
+	var eventStream, grpcStatus bool
+	var sticky string
 	if b.stickyName != "" && stickyHit != f.srv {
-		hd.Add("Set-Cookie", b.stickyName+"="+balance.CookieValue(f.srv)+"; Path=/; HttpOnly; SameSite=Lax")
+		sticky = b.stickyName + "=" + balance.CookieValue(f.srv) + "; Path=/; HttpOnly; SameSite=Lax"
+	}
+	if fa, ok := sk.(fieldAdder); ok && f.rt.respOps.empty() {
+		// The fields go to the stream as bytes: no header map to build and read back.
+		eventStream, grpcStatus = addFields(fa, resp.headers, withLength, length)
+		if sticky != "" {
+			fa.AddField([]byte("set-cookie"), []byte(sticky))
+		}
+	} else {
+		hd := sk.Header()
+		var contentType string
+		contentType, grpcStatus = fillHeader(hd, resp.headers, withLength, length)
+		eventStream = isEventStream(contentType)
+		if ops := &f.rt.respOps; !ops.empty() {
+			applyOps(hd, ops)
+		}
+		if sticky != "" {
+			hd.Add("Set-Cookie", sticky)
+		}
 	}
 	// A head that ends the response (no body; gRPC's Trailers-Only answers carry grpc-status
 	// in it) must not be sent ahead as an open stream's head.
 	more := !bodyless && length != 0 && !grpcStatus
-	if err := sk.WriteHead(status, more, streamsLength(length, contentType)); err != nil {
+	if err := sk.WriteHead(status, more, length < 0 || eventStream); err != nil {
 		sk.Done(f, status, 0)
 		return
 	}
@@ -564,13 +580,60 @@ func canonicalName(name []byte) string {
 	return http.CanonicalHeaderKey(string(name))
 }
 
-// streamsLength is streams for a response of this length and Content-Type.
-func streamsLength(length int64, contentType string) bool {
-	if length < 0 {
-		return true
+// isEventStream reports whether a Content-Type is text/event-stream (server-sent events).
+func isEventStream[T string | []byte](ct T) bool {
+	const want = "text/event-stream"
+	i, j := 0, len(ct)
+	for k := 0; k < j; k++ {
+		if ct[k] == ';' {
+			j = k
+		}
 	}
-	ct, _, _ := strings.Cut(contentType, ";")
-	return strings.EqualFold(strings.TrimSpace(ct), "text/event-stream")
+	for i < j && (ct[i] == ' ' || ct[i] == '\t') {
+		i++
+	}
+	for j > i && (ct[j-1] == ' ' || ct[j-1] == '\t') {
+		j--
+	}
+	if j-i != len(want) {
+		return false
+	}
+	for k := range len(want) {
+		if lower(ct[i+k]) != want[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// fieldAdder is a sink that takes response fields as bytes (an HTTP/2 stream, see
+// h2srv.Stream.AddField).
+type fieldAdder interface {
+	AddField(name, value []byte)
+	SetContentLength(n int64)
+}
+
+// addFields is fillHeader for a fieldAdder. It reports whether the response is server-sent
+// events and whether it carries grpc-status.
+func addFields(fa fieldAdder, fields []hdr, withLength bool, length int64) (eventStream, grpcStatus bool) {
+	ctSeen := false
+	for i := range fields {
+		h := &fields[i]
+		if h.drop || h.kind == hContentLength || h.kind == hTrailer {
+			continue
+		}
+		fa.AddField(h.name, h.value)
+		switch {
+		case !ctSeen && len(h.name) == 12 && eqFold(h.name, "content-type"):
+			ctSeen, eventStream = true, isEventStream(h.value)
+		case len(h.name) == 11 && eqFold(h.name, "grpc-status"):
+			grpcStatus = true
+		}
+	}
+	if withLength {
+		fa.SetContentLength(length)
+	}
+	return eventStream, grpcStatus
 }
 
 // readWithin reads more of the response from the server, which gets d of inactivity.

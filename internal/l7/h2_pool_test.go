@@ -384,3 +384,33 @@ func TestFillHeader(t *testing.T) {
 		t.Errorf("fillHeader allocates %v times, want at most 6 (map, values, slices, one repeat)", n)
 	}
 }
+
+type fieldList [][2]string
+
+func (l *fieldList) AddField(name, value []byte) {
+	*l = append(*l, [2]string{string(name), string(value)})
+}
+
+func (l *fieldList) SetContentLength(n int64) { l.AddField([]byte("content-length"), fmt.Append(nil, n)) }
+
+// TestAddFields: addFields passes the fields fillHeader would, in order, with Content-Length
+// from the framing, and tells server-sent events and grpc-status apart.
+func TestAddFields(t *testing.T) {
+	fields := []hdr{
+		{name: []byte("Content-Type"), value: []byte(" Text/Event-Stream ; charset=utf-8")},
+		{name: []byte("Content-Length"), value: []byte("99"), kind: hContentLength},
+		{name: []byte("X-Hop"), value: []byte("secret"), drop: true},
+		{name: []byte("Grpc-Status"), value: []byte("0")},
+	}
+	var got fieldList
+	sse, grpc := addFields(&got, fields, true, 7)
+	want := fieldList{{"Content-Type", " Text/Event-Stream ; charset=utf-8"}, {"Grpc-Status", "0"}, {"content-length", "7"}}
+	if !reflect.DeepEqual(got, want) || !sse || !grpc {
+		t.Fatalf("addFields = %v, %v, %v; want %v", got, sse, grpc, want)
+	}
+	for ct, want := range map[string]bool{"text/event-stream": true, "text/event-stream;x": true, "text/html": false, "": false, "text/event-streams": false} {
+		if isEventStream(ct) != want || isEventStream([]byte(ct)) != want {
+			t.Errorf("isEventStream(%q) != %v", ct, want)
+		}
+	}
+}
