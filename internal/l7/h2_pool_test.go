@@ -391,7 +391,9 @@ func (l *fieldList) AddField(name, value []byte) {
 	*l = append(*l, [2]string{string(name), string(value)})
 }
 
-func (l *fieldList) SetContentLength(n int64) { l.AddField([]byte("content-length"), fmt.Append(nil, n)) }
+func (l *fieldList) SetContentLength(n int64) {
+	l.AddField([]byte("content-length"), fmt.Append(nil, n))
+}
 
 // TestAddFields: addFields passes the fields fillHeader would, in order, with Content-Length
 // from the framing, and tells server-sent events and grpc-status apart.
