@@ -717,9 +717,11 @@ backends:
 	go func() { exited <- p.cmd.Wait() }()
 
 	// New connections are refused once the listeners are closed (right after the signal).
+	// The dials get 5s: with the whole suite running under the race detector, a dial here once
+	// timed out after 1s.
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", web, time.Second)
+		c, err := net.DialTimeout("tcp", web, 5*time.Second)
 		if err != nil {
 			if !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Errorf("dial during the drain: %v, want connection refused", err)
@@ -732,7 +734,7 @@ backends:
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, err := net.DialTimeout("tcp", tcpAddr, time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := net.DialTimeout("tcp", tcpAddr, 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial the tcp frontend during the drain: %v, want connection refused", err)
 	}
 	if got := <-slow; got != "200 OK" {

@@ -149,17 +149,23 @@ func (r *Conn) Read(p []byte) (int, error) {
 //
 // The poller forgets a socket's earlier readiness when a read starts (that is how it avoids
 // stale wake-ups), so Read must try the system call first, and right after a request went out
-// that try fails with EAGAIN: one wasted system call per proxied request. Here the request is written inside the read's poller
-// call, after the poller has forgotten, so the answer's arrival is a readiness the wait sees,
-// and the first read finds the answer there. A server that closed the connection meanwhile
-// answers the write with a reset, which wakes the wait too.
+// that try fails with EAGAIN: one wasted system call per proxied request. Here the request is
+// written inside the read's poller call, after the poller has forgotten, so the answer's arrival
+// is a readiness the wait sees, and the first read finds the answer there. A server that closed
+// the connection meanwhile answers the write with a reset, which wakes the wait too.
 func (r *Conn) WriteRead(w, p []byte) (int, error) {
+	return r.writeRead(r.writeReadFn, w, p)
+}
+
+// writeRead runs fn (doWriteRead or doBatchedRead) in a read of the poller, and finishes what
+// the send buffer could not take at once through the poller.
+func (r *Conn) writeRead(fn func(uintptr) bool, w, p []byte) (int, error) {
 	if len(w) == 0 {
 		return r.Read(p)
 	}
 	r.wbufs[0], r.wbufs[1], r.wn, r.werr = w, nil, 0, 0
 	r.rbuf, r.rn, r.rerr = p, 0, 0
-	err := r.rc.Read(r.writeReadFn)
+	err := r.rc.Read(fn)
 	rest := r.wbufs[0]
 	r.wbufs[0] = nil
 	if err == nil && r.werr != 0 {
@@ -279,28 +285,10 @@ func (r *Conn) doBatchedRead(fd uintptr) bool {
 // WriteReadBatched is WriteRead with the write left to o, which writes it together with the
 // requests of other handlers that are ready to run.
 func (r *Conn) WriteReadBatched(o *Outbox, w, p []byte) (int, error) {
-	if len(w) == 0 {
-		return r.Read(p)
-	}
 	r.outbox = o
-	r.wbufs[0], r.wn, r.werr = w, 0, 0
-	r.rbuf, r.rn, r.rerr = p, 0, 0
-	err := r.rc.Read(r.batchFn)
+	n, err := r.writeRead(r.batchFn, w, p)
 	r.outbox = nil
-	rest := r.wbufs[0]
-	r.wbufs[0] = nil
-	if err == nil && r.werr != 0 {
-		err = &net.OpError{Op: "write", Net: "tcp", Err: r.werr}
-	}
-	if err != nil || len(rest) == 0 {
-		return r.readResult(err)
-	}
-	// The outbox was closed and the send buffer full: finish as WriteRead does.
-	if _, err := r.Write(rest, nil); err != nil {
-		r.rbuf = nil
-		return 0, err
-	}
-	return r.Read(p)
+	return n, err
 }
 
 // run writes what is queued each time it is woken, until Close.

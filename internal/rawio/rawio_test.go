@@ -113,121 +113,117 @@ func echoServer(t *testing.T, c net.Conn) {
 	}()
 }
 
-// writeReaders are the two ways to send a request and read its answer in one poller call.
-var writeReaders = map[string]func(*Conn, *Outbox, []byte, []byte) (int, error){
-	"WriteRead":        func(c *Conn, _ *Outbox, w, p []byte) (int, error) { return c.WriteRead(w, p) },
-	"WriteReadBatched": func(c *Conn, o *Outbox, w, p []byte) (int, error) { return c.WriteReadBatched(o, w, p) },
+// writeReader sends w and reads the answer into p.
+type writeReader func(c *Conn, w, p []byte) (int, error)
+
+// forEachWriteReader runs f as a subtest with WriteRead and with WriteReadBatched (whose outbox
+// is closed when the subtest ends).
+func forEachWriteReader(t *testing.T, f func(t *testing.T, wr writeReader)) {
+	t.Run("WriteRead", func(t *testing.T) { f(t, (*Conn).WriteRead) })
+	t.Run("WriteReadBatched", func(t *testing.T) {
+		var o Outbox
+		defer o.Close()
+		f(t, func(c *Conn, w, p []byte) (int, error) { return c.WriteReadBatched(&o, w, p) })
+	})
 }
 
 // TestWriteReadExchange: request after request goes out and its answer comes back, over
 // several connections at once sharing one outbox.
 func TestWriteReadExchange(t *testing.T) {
-	for name, wr := range writeReaders {
-		t.Run(name, func(t *testing.T) {
-			var o Outbox
-			defer o.Close()
-			errc := make(chan error, 8)
-			for range 8 {
-				a, b := pair(t)
-				echoServer(t, b)
-				a.SetReadDeadline(time.Now().Add(10 * time.Second))
-				go func() {
-					c, buf := New(a), make([]byte, 1024)
-					for i := range 200 {
-						req := []byte(fmt.Sprint("request ", i))
-						n, err := wr(c, &o, req, buf)
-						if err != nil {
-							errc <- fmt.Errorf("request %d: %w", i, err)
-							return
-						}
-						if got := string(buf[:n]); got != "re:"+string(req) {
-							errc <- fmt.Errorf("request %d: answer %q", i, got)
-							return
-						}
+	forEachWriteReader(t, func(t *testing.T, wr writeReader) {
+		errc := make(chan error, 8)
+		for range 8 {
+			a, b := pair(t)
+			echoServer(t, b)
+			a.SetReadDeadline(time.Now().Add(10 * time.Second))
+			go func() {
+				c, buf := New(a), make([]byte, 1024)
+				for i := range 200 {
+					req := []byte(fmt.Sprint("request ", i))
+					n, err := wr(c, req, buf)
+					if err != nil {
+						errc <- fmt.Errorf("request %d: %w", i, err)
+						return
 					}
-					errc <- nil
-				}()
-			}
-			for range 8 {
-				if err := <-errc; err != nil {
-					t.Fatal(err)
+					if got := string(buf[:n]); got != "re:"+string(req) {
+						errc <- fmt.Errorf("request %d: answer %q", i, got)
+						return
+					}
 				}
+				errc <- nil
+			}()
+		}
+		for range 8 {
+			if err := <-errc; err != nil {
+				t.Fatal(err)
 			}
-		})
-	}
+		}
+	})
 }
 
 // TestWriteReadServerClosed: a request on a connection the server closed while it idled ends
 // at once with an error (the reset wakes the wait), not at the read deadline.
 func TestWriteReadServerClosed(t *testing.T) {
-	for name, wr := range writeReaders {
-		t.Run(name, func(t *testing.T) {
-			var o Outbox
-			defer o.Close()
-			a, b := pair(t)
-			b.Close()
-			time.Sleep(50 * time.Millisecond) // the FIN arrives while the connection idles
-			a.SetReadDeadline(time.Now().Add(10 * time.Second))
-			start := time.Now()
-			n, err := wr(New(a), &o, []byte("GET / HTTP/1.1\r\n\r\n"), make([]byte, 100))
-			if err == nil && n > 0 {
-				t.Fatalf("read %d bytes from a closed server", n)
-			}
-			if d := time.Since(start); d > 2*time.Second {
-				t.Fatalf("ended after %s (%v), want at once", d, err)
-			}
-		})
-	}
+	forEachWriteReader(t, func(t *testing.T, wr writeReader) {
+		a, b := pair(t)
+		b.Close()
+		time.Sleep(50 * time.Millisecond) // the FIN arrives while the connection idles
+		a.SetReadDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		n, err := wr(New(a), []byte("GET / HTTP/1.1\r\n\r\n"), make([]byte, 100))
+		if err == nil && n > 0 {
+			t.Fatalf("read %d bytes from a closed server", n)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("ended after %s (%v), want at once", d, err)
+		}
+	})
 }
 
 // TestWriteReadLarge: a request larger than the socket buffers (the write waits for the server
 // to read) still goes out whole before the answer is read, by either way.
 func TestWriteReadLarge(t *testing.T) {
-	for name, wr := range writeReaders {
-		t.Run(name, func(t *testing.T) {
-			var o Outbox
-			defer o.Close()
-			a, b := pair(t)
-			req := make([]byte, 8<<20)
-			for i := range req {
-				req[i] = byte(i % 251)
-			}
-			sum := make(chan string, 1)
-			go func() {
-				// The server reads slowly at first, then answers with the size it got.
-				time.Sleep(100 * time.Millisecond)
-				got := 0
-				buf := make([]byte, 64<<10)
-				for got < len(req) {
-					n, err := b.Read(buf)
-					for i := range n {
-						if buf[i] != byte((got+i)%251) {
-							sum <- fmt.Sprint("byte ", got+i, " differs")
-							return
-						}
-					}
-					got += n
-					if err != nil {
-						break
+	forEachWriteReader(t, func(t *testing.T, wr writeReader) {
+		a, b := pair(t)
+		req := make([]byte, 8<<20)
+		for i := range req {
+			req[i] = byte(i % 251)
+		}
+		sum := make(chan string, 1)
+		go func() {
+			// The server reads slowly at first, then answers with the size it got.
+			time.Sleep(100 * time.Millisecond)
+			got := 0
+			buf := make([]byte, 64<<10)
+			for got < len(req) {
+				n, err := b.Read(buf)
+				for i := range n {
+					if buf[i] != byte((got+i)%251) {
+						sum <- fmt.Sprint("byte ", got+i, " differs")
+						return
 					}
 				}
-				b.Write([]byte(fmt.Sprint("got ", got)))
-				sum <- ""
-			}()
-			a.SetDeadline(time.Now().Add(20 * time.Second))
-			buf := make([]byte, 100)
-			n, err := wr(New(a), &o, req, buf)
-			if err != nil {
-				t.Fatal(err)
+				got += n
+				if err != nil {
+					break
+				}
 			}
-			if bad := <-sum; bad != "" {
-				t.Fatal(bad)
-			}
-			if want := fmt.Sprint("got ", len(req)); string(buf[:n]) != want {
-				t.Fatalf("answer %q, want %q", buf[:n], want)
-			}
-		})
-	}
+			b.Write([]byte(fmt.Sprint("got ", got)))
+			sum <- ""
+		}()
+		a.SetDeadline(time.Now().Add(20 * time.Second))
+		buf := make([]byte, 100)
+		n, err := wr(New(a), req, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bad := <-sum; bad != "" {
+			t.Fatal(bad)
+		}
+		if want := fmt.Sprint("got ", len(req)); string(buf[:n]) != want {
+			t.Fatalf("answer %q, want %q", buf[:n], want)
+		}
+	})
 }
 
 // TestWriteReadClosedOutbox: after Close the handler writes its request itself.
@@ -246,20 +242,16 @@ func TestWriteReadClosedOutbox(t *testing.T) {
 
 // TestWriteReadDeadline: the read deadline bounds the wait for an answer that never comes.
 func TestWriteReadDeadline(t *testing.T) {
-	for name, wr := range writeReaders {
-		t.Run(name, func(t *testing.T) {
-			var o Outbox
-			defer o.Close()
-			a, _ := pair(t)
-			a.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-			start := time.Now()
-			_, err := wr(New(a), &o, []byte("hello"), make([]byte, 10))
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				t.Fatalf("= %v, want the deadline", err)
-			}
-			if d := time.Since(start); d > 2*time.Second {
-				t.Fatalf("deadline of 50ms ended the wait after %s", d)
-			}
-		})
-	}
+	forEachWriteReader(t, func(t *testing.T, wr writeReader) {
+		a, _ := pair(t)
+		a.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		start := time.Now()
+		_, err := wr(New(a), []byte("hello"), make([]byte, 10))
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("= %v, want the deadline", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("deadline of 50ms ended the wait after %s", d)
+		}
+	})
 }
