@@ -42,10 +42,7 @@ const (
 	hSetCookie
 )
 
-var kindNames = [...]struct {
-	name string
-	kind hdrKind
-}{
+var kindNames = [...]hdrKindName{
 	{"host", hHost}, {"content-length", hContentLength}, {"transfer-encoding", hTransferEncoding},
 	{"connection", hConnection}, {"keep-alive", hKeepAlive}, {"proxy-connection", hProxyConnection},
 	{"upgrade", hUpgrade}, {"te", hTE}, {"expect", hExpect}, {"x-forwarded-for", hXFF},
@@ -54,10 +51,26 @@ var kindNames = [...]struct {
 	{"proxy-authorization", hProxyAuthz}, {"proxy-authenticate", hProxyAuthn}, {"set-cookie", hSetCookie},
 }
 
-func classify(name []byte) hdrKind {
+// kindsByLen holds kindNames' entries by the length of their names: classify, run for every
+// field of every request and response, compares a name with the two or three of its length.
+var kindsByLen = func() (t [20][]hdrKindName) {
 	for _, k := range kindNames {
-		if len(k.name) == len(name) && eqFold(name, k.name) {
-			return k.kind
+		t[len(k.name)] = append(t[len(k.name)], k)
+	}
+	return t
+}()
+
+type hdrKindName = struct {
+	name string
+	kind hdrKind
+}
+
+func classify(name []byte) hdrKind {
+	if len(name) < len(kindsByLen) {
+		for _, k := range kindsByLen[len(name)] {
+			if eqFold(name, k.name) {
+				return k.kind
+			}
 		}
 	}
 	return hOther

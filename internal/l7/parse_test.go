@@ -235,3 +235,17 @@ func TestReadHeadLimits(t *testing.T) {
 		t.Fatalf("got %q %v", head, err)
 	}
 }
+
+// TestClassify: every known field name is recognised in any case, others are hOther.
+func TestClassify(t *testing.T) {
+	for _, k := range kindNames {
+		if got := classify([]byte(strings.ToUpper(k.name))); got != k.kind {
+			t.Errorf("classify(%q) = %v, want %v", strings.ToUpper(k.name), got, k.kind)
+		}
+	}
+	for _, n := range []string{"", "x", "hosts", "content-lengths", "x-very-long-field-name-beyond-any-known"} {
+		if got := classify([]byte(n)); got != hOther {
+			t.Errorf("classify(%q) = %v, want hOther", n, got)
+		}
+	}
+}
