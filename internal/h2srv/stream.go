@@ -90,6 +90,11 @@ var (
 // ID is the stream's identifier.
 func (s *Stream) ID() uint32 { return s.id }
 
+// Fields are the request's fields as they arrived: lower-case names (no pseudo-fields), in
+// order, the same strings as Request().Header's values. Valid until the handler returns; not to
+// be modified.
+func (s *Stream) Fields() []hpack.HeaderField { return s.fields }
+
 // Request is the client's request. Its context ends when the client resets the stream, the
 // connection ends, or the handler returns.
 func (s *Stream) Request() *http.Request { return s.req }
@@ -133,8 +138,6 @@ func (s *Stream) newRequest() (*http.Request, error) {
 			hdr[k] = vals[i : i+1 : i+1]
 		}
 	}
-	s.fields = nil
-	clear(s.fieldBuf[:])
 	if ck := hdr["Cookie"]; len(ck) > 1 {
 		hdr["Cookie"] = []string{strings.Join(ck, "; ")}
 	}
@@ -620,6 +623,8 @@ func (s *Stream) finish() {
 		c.resetStreamLocked(s, ErrCodeNo, true)
 	}
 	s.rbuf, s.rr = nil, 0
+	s.fields = nil
+	clear(s.fieldBuf[:])
 	c.ensureFlushLocked()
 	c.mu.Unlock()
 	s.ctx.cancel(nil)

@@ -13,11 +13,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/balance"
 	"github.com/waage/waage/internal/rawio"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // forward is one request on the net/http-based data path: streams of HTTP/2 clients, and
@@ -48,6 +50,10 @@ type forward struct {
 	done time.Time
 	// req is the request as the router matches it (requestFor).
 	req request
+	// fields are the HTTP/2 stream's fields as they arrived (h2srv.Stream.Fields), for
+	// requestFor; hdrArr is room for the router's view of most of them.
+	fields []hpack.HeaderField
+	hdrArr [10]hdr
 	// Room for the path and the host name of most requests, allocated with the forward.
 	pathBuf [96]byte
 	hostBuf [48]byte
@@ -108,7 +114,7 @@ func (f *forward) route(sk sink) bool {
 		return false
 	}
 	req := &f.req
-	requestFor(req, r)
+	requestFor(req, r, f.fields, f.hdrArr[:])
 	host := hostname(f.hostBuf[:0], req.host)
 	if f.h.RedirectHTTPS && !hasPathPrefix(f.path, acmeChallengePrefix) {
 		f.redirectHTTPS(sk, host)
@@ -156,45 +162,48 @@ func (f *forward) redirectHTTPS(sk sink, host []byte) {
 	sk.Done(f, 308, int64(sent))
 }
 
-// requestFor presents an *http.Request the way the matchers read HTTP/1.1 requests, in req.
-func requestFor(req *request, r *http.Request) {
+// requestFor presents the request the way the matchers read HTTP/1.1 requests, in req: from the
+// HTTP/2 stream's fields as they arrived when there are any (names already lower case, in
+// order, with Host and Trailer left out as Request.Header has them), else from r.Header. The
+// bytes are read-only views of the request's strings (bytesOf): the matchers only read them,
+// and no field costs an allocation.
+func requestFor(req *request, r *http.Request, fields []hpack.HeaderField, arr []hdr) {
+	req.method, req.host = bytesOf(r.Method), bytesOf(r.Host)
 	req.query = nil
 	if r.URL.RawQuery != "" || r.URL.ForceQuery {
-		req.query = []byte(r.URL.RawQuery)
-	}
-	// One array for the fields and one for their bytes (lower-case names, values), instead of
-	// two allocations per field.
-	fields, size := 0, len(r.Method)+len(r.Host)
-	for name, vs := range r.Header {
-		for _, v := range vs {
-			fields++
-			size += len(v)
+		req.query = bytesOf(r.URL.RawQuery)
+		if req.query == nil {
+			req.query = []byte{}
 		}
-		size += len(name)
 	}
-	req.headers = make([]hdr, 0, fields)
-	buf := make([]byte, 0, size)
-	buf = append(buf, r.Method...)
-	buf = append(buf, r.Host...)
-	req.method = buf[:len(r.Method):len(r.Method)]
-	req.host = buf[len(r.Method):len(buf):len(buf)]
-	for name, vs := range r.Header {
-		start := len(buf)
-		for i := 0; i < len(name); i++ {
-			c := name[i]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
+	if fields != nil {
+		req.headers = arr[:0]
+		for _, f := range fields {
+			if f.Name == "host" || f.Name == "trailer" {
+				continue
 			}
-			buf = append(buf, c)
+			name := bytesOf(f.Name)
+			req.headers = append(req.headers, hdr{name: name, value: bytesOf(f.Value), kind: classify(name)})
 		}
-		n := buf[start:len(buf):len(buf)]
-		k := classify(n)
+		return
+	}
+	n := 0
+	for _, vs := range r.Header {
+		n += len(vs)
+	}
+	req.headers = make([]hdr, 0, n)
+	for name, vs := range r.Header {
+		lname := []byte(strings.ToLower(name))
+		k := classify(lname)
 		for _, v := range vs {
-			start := len(buf)
-			buf = append(buf, v...)
-			req.headers = append(req.headers, hdr{name: n, value: buf[start:len(buf):len(buf)], kind: k})
+			req.headers = append(req.headers, hdr{name: lname, value: bytesOf(v), kind: k})
 		}
 	}
+}
+
+// bytesOf is s as a byte slice without a copy, for reading only.
+func bytesOf(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
 // serve routes (unless routed already) and proxies the request.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os/exec"
@@ -693,5 +694,83 @@ func TestH2CRedirectHTTPS(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("ACME challenge: %d, want it routed (200)", resp.StatusCode)
+	}
+}
+
+// TestH2RouteMatch: HTTP/2 streams are routed by header (several fields of one name), cookie
+// (in a second cookie field, as HTTP/2 clients split them), query, method and user agent, as
+// HTTP/1.1 requests are.
+func TestH2RouteMatch(t *testing.T) {
+	tr := NewTransport()
+	t.Cleanup(tr.Close)
+	backends := map[string]*Backend{}
+	for _, name := range []string{"a", "b"} {
+		addr := h1Backend(t, name)
+		b, err := NewBackend(config.Backend{Name: name, Algorithm: "round_robin", Servers: []config.Server{{Name: name, Address: addr}}},
+			[]*backend.Server{backend.NewServer(name, name, addr)}, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		backends[name] = b
+	}
+	rt, err := NewRouter(config.Frontend{Name: "f", DefaultBackend: "b", Routes: []config.Route{{
+		Name:    "tenant",
+		Backend: "a",
+		Match: config.Match{
+			Methods:   []string{"GET"},
+			Headers:   config.StringMap{{Key: "X-Tenant", Value: "acme"}},
+			Cookies:   config.StringMap{{Key: "sess", Value: "~^abc"}},
+			Query:     config.StringMap{{Key: "v", Value: "2"}},
+			UserAgent: "~^bench/",
+		},
+	}}}, backends)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(&Handler{Name: "f", Router: rt, Scheme: "http", IdleTimeout: 5 * time.Second})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.ServeH2Conn(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); s.Shutdown(context.Background()) })
+	c := h2cClient()
+	get := func(method, query string, hdr http.Header) string {
+		req, _ := http.NewRequest(method, "http://"+ln.Addr().String()+"/x?"+query, nil)
+		maps.Copy(req.Header, hdr)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.Header.Get("X-Server")
+	}
+	match := http.Header{"X-Tenant": {"other", "acme"}, "Cookie": {"a=1", "sess=abcdef"}, "User-Agent": {"bench/1"}}
+	if got := get("GET", "v=2&w=1", match); got != "a" {
+		t.Errorf("matching request went to %q, want a", got)
+	}
+	for what, h := range map[string]http.Header{
+		"tenant":     {"X-Tenant": {"other"}, "Cookie": {"sess=abc"}, "User-Agent": {"bench/1"}},
+		"cookie":     {"X-Tenant": {"acme"}, "Cookie": {"sess=xabc"}, "User-Agent": {"bench/1"}},
+		"user agent": {"X-Tenant": {"acme"}, "Cookie": {"sess=abc"}, "User-Agent": {"curl/8"}},
+	} {
+		if got := get("GET", "v=2", h); got != "b" {
+			t.Errorf("request with another %s went to %q, want b", what, got)
+		}
+	}
+	if got := get("GET", "v=3", match); got != "b" {
+		t.Errorf("request with another query went to %q, want b", got)
+	}
+	if got := get("HEAD", "v=2", match); got != "b" {
+		t.Errorf("HEAD request went to %q, want b", got)
 	}
 }
