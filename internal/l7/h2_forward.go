@@ -248,8 +248,15 @@ func (f *forward) hashKey(b *Backend) uint64 {
 	return 0
 }
 
-// Hop-by-hop fields (RFC 9110 7.6.1 and the proxy ones): never forwarded in either direction.
-var hopFields = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Proxy-Authenticate", "Proxy-Authorization"}
+// isHopField reports whether a canonical field name is hop-by-hop (RFC 9110 7.6.1, and the proxy
+// ones): never forwarded in either direction. A switch: it runs for every field of every request.
+func isHopField(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Proxy-Authenticate", "Proxy-Authorization":
+		return true
+	}
+	return false
+}
 
 // copyEndToEnd copies src's end-to-end fields to dst: hop-by-hop fields and the fields
 // Connection names are left out.
@@ -264,10 +271,8 @@ func copyEndToEnd(dst, src http.Header) {
 	}
 next:
 	for k, vs := range src {
-		for _, h := range hopFields {
-			if k == h {
-				continue next
-			}
+		if isHopField(k) {
+			continue
 		}
 		for _, n := range named {
 			if k == n {

@@ -864,10 +864,8 @@ next:
 				continue
 			}
 		}
-		for _, h := range hopFields {
-			if k == h {
-				continue next
-			}
+		if isHopField(k) {
+			continue
 		}
 		for _, n := range named {
 			if strings.EqualFold(k, n) {
