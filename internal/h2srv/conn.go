@@ -108,6 +108,8 @@ type Conn struct {
 	peerInitWin  int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	peerMaxFrame int
 	enc          *hpack.Encoder
+	intern       map[string]string // see internLocked; under mu
+	internSize   int
 	hbuf         []byte // header block being encoded
 	recvWin      int64  // receive window the client has left on the connection
 	recvUnacked  int64  // consumed bytes not yet credited back with a WINDOW_UPDATE

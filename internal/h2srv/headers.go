@@ -176,9 +176,7 @@ func validToken(s string) bool {
 }
 
 // addedFields holds the response fields given as bytes (Stream.AddField): names lower-cased and
-// values copied into one arena, in the stream's own arrays for the usual few fields. The HPACK
-// encoder's table may keep the strings made over the arena; nothing writes the arena once the
-// head went out.
+// values copied into one arena, in the stream's own arrays for the usual few fields.
 type addedFields struct {
 	refs   []fieldRef
 	buf    []byte
@@ -236,18 +234,39 @@ func (s *Stream) SetContentLength(n int64) {
 
 var contentLengthName = []byte("content-length")
 
-// encode writes the fields to the connection's encoder.
-func (a *addedFields) encode(enc *hpack.Encoder) {
+// encodeLocked writes the fields to the connection's encoder. The strings it gives the encoder
+// come from the connection's intern table, not from the arena: the encoder keeps the fields it
+// adds to its dynamic table, and a string over the arena would keep the whole stream alive with
+// it (a Date value a second, each pinning a stream of kilobytes, on every connection).
+func (a *addedFields) encodeLocked(c *Conn) {
 	for i, r := range a.refs {
 		end := uint32(len(a.buf))
 		if i+1 < len(a.refs) {
 			end = a.refs[i+1].name
 		}
-		name := a.buf[r.name:r.value]
-		value := a.buf[r.value:end]
-		enc.WriteField(hpack.HeaderField{
-			Name:  unsafe.String(unsafe.SliceData(name), len(name)),
-			Value: unsafe.String(unsafe.SliceData(value), len(value)),
-		})
+		c.enc.WriteField(hpack.HeaderField{Name: c.internLocked(a.buf[r.name:r.value]), Value: c.internLocked(a.buf[r.value:end])})
 	}
+}
+
+// internBytes bounds a connection's intern table: about the size of the HPACK table the strings
+// end up in. A full table starts over.
+const internBytes = 4096
+
+// internLocked returns b as a string, from the connection's table of strings made before when it
+// is there: the values and names of a server's answers repeat (Server, Content-Type, ETag, ...),
+// so a response's fields cost no allocation once seen.
+func (c *Conn) internLocked(b []byte) string {
+	if s, ok := c.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(s) > internBytes/4 {
+		return s // rare enough to allocate each time
+	}
+	if c.intern == nil || c.internSize+len(s) > internBytes {
+		c.intern, c.internSize = make(map[string]string, 32), 0
+	}
+	c.intern[s] = s
+	c.internSize += len(s)
+	return s
 }

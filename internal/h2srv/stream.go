@@ -433,7 +433,7 @@ func (s *Stream) emitHeadLocked(end bool) {
 	c.hbuf = c.hbuf[:0]
 	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(s.status)})
 	c.encodeFieldsLocked(s.hdr)
-	s.added.encode(c.enc)
+	s.added.encodeLocked(c)
 	c.writeHeadersLocked(s.id, c.hbuf, end)
 }
 
