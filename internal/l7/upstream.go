@@ -353,7 +353,7 @@ func (p *pool) dial(ctx context.Context, timeout time.Duration) (*upConn, error)
 
 // put returns a connection for reuse, or closes it when the pool is full.
 func (p *pool) put(uc *upConn, now time.Time) {
-	if uc.rd.buffered() > 0 || uc.rd.send != nil {
+	if uc.rd.buffered() > 0 || uc.rd.send != nil || uc.rd.raw != nil && !uc.rd.raw.Reusable() {
 		uc.close() // the server sent more than the response: not safe to reuse
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -42,7 +43,16 @@ type Conn struct {
 	writeReadFn func(uintptr) bool
 	batchFn     func(uintptr) bool
 	outbox      *Outbox // where batchFn queues wbufs[0]
+
+	// incomplete is set when an outbox left the rest of a request to a goroutine of its own
+	// (see Outbox.send): the connection must not carry another request.
+	incomplete atomic.Bool
 }
+
+// Reusable reports whether the connection may carry another request: false once an outbox had
+// to finish writing one in the background, since a server that answered before reading it all
+// could otherwise see the next request interleaved with its rest.
+func (r *Conn) Reusable() bool { return !r.incomplete.Load() }
 
 // New returns raw I/O for c, or nil when c is not a plain TCP connection.
 func New(c net.Conn) *Conn {
@@ -328,6 +338,7 @@ func (o *Outbox) send(c *Conn, b []byte) {
 	b, blocked := o.qbuf, o.qblocked
 	o.qbuf = nil
 	if blocked {
+		c.incomplete.Store(true)
 		rest := bytes.Clone(b)
 		go c.rc.Write(func(fd uintptr) bool {
 			rest, blocked = writeAll(fd, rest)

@@ -21,6 +21,8 @@ func (*Conn) WriteReadBatched(o *Outbox, w, p []byte) (int, error) {
 	panic("rawio: not supported")
 }
 
+func (*Conn) Reusable() bool { return true }
+
 // Outbox batches writes for WriteReadBatched on Linux.
 type Outbox struct{}
 

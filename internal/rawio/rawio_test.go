@@ -255,3 +255,36 @@ func TestWriteReadDeadline(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteReadBatchedReusable: a request the outbox wrote at once leaves the connection
+// reusable; one whose rest it had to leave to a goroutine of its own (the send buffer full) does
+// not.
+func TestWriteReadBatchedReusable(t *testing.T) {
+	var o Outbox
+	defer o.Close()
+	a, b := pair(t)
+	echoServer(t, b)
+	a.SetDeadline(time.Now().Add(20 * time.Second))
+	c := New(a)
+	buf := make([]byte, 100)
+	if n, err := c.WriteReadBatched(&o, []byte("x"), buf); err != nil || string(buf[:n]) != "re:x" || !c.Reusable() {
+		t.Fatalf("small request: %q, %v, reusable %v", buf[:n], err, c.Reusable())
+	}
+
+	a2, b2 := pair(t)
+	go func() {
+		time.Sleep(100 * time.Millisecond) // the send buffer fills meanwhile
+		io.Copy(io.Discard, io.LimitReader(b2, 32<<20))
+		b2.Write([]byte("done"))
+	}()
+	a2.SetDeadline(time.Now().Add(20 * time.Second))
+	c2 := New(a2)
+	// More than the loopback socket buffers take (a few MiB each way).
+	n, err := c2.WriteReadBatched(&o, make([]byte, 32<<20), buf)
+	if err != nil || string(buf[:n]) != "done" {
+		t.Fatalf("large request: %q, %v", buf[:n], err)
+	}
+	if c2.Reusable() {
+		t.Fatal("a connection whose request was finished in the background is reusable")
+	}
+}
