@@ -153,6 +153,16 @@ func isTried(s *backend.Server, tried []*backend.Server) bool {
 	return false
 }
 
+// anyCandidate reports whether one of servers is a candidate for this Pick.
+func anyCandidate(servers []*backend.Server, tried []*backend.Server) bool {
+	for _, s := range servers {
+		if candidateWeight(s, tried) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // candidateWeight returns the effective weight of s (lowered during slow start) if s is a
 // candidate for this Pick, else 0. The weight
 // is read again after Usable because an operator may set it to 0 between the two loads; a

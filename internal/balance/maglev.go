@@ -293,14 +293,7 @@ func (t *maglevTier) upToDate(tab *maglevTable) bool {
 // walk finds a candidate for a key whose own entry names a server that is tried (or, while
 // another Pick rebuilds, no longer usable): the first candidate among the following entries.
 func (t *maglevTier) walk(tab *maglevTable, slot uint64, last uint16, tried []*backend.Server) *backend.Server {
-	found := false
-	for _, s := range t.servers {
-		if candidateWeight(s, tried) != 0 {
-			found = true
-			break
-		}
-	}
-	if !found {
+	if !anyCandidate(t.servers, tried) {
 		return nil
 	}
 	for range t.size - 1 {

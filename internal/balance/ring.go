@@ -137,14 +137,7 @@ func (r *ring) pick(key uint64, tried []*backend.Server) *backend.Server {
 		return s
 	}
 	// Walk only if some server can take the key; otherwise the walk would visit every point.
-	found := false
-	for _, s := range r.servers {
-		if candidateWeight(s, tried) != 0 {
-			found = true
-			break
-		}
-	}
-	if !found {
+	if !anyCandidate(r.servers, tried) {
 		return nil
 	}
 	for range n - 1 {
