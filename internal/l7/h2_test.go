@@ -138,6 +138,14 @@ func startH2Front(t *testing.T, bc config.Backend, addrs ...string) *h2Front {
 	if err != nil {
 		t.Fatal(err)
 	}
+	addr, s := serveH2(t, rt)
+	return &h2Front{addr: addr, s: s, b: b}
+}
+
+// serveH2 serves h2c with prior knowledge on a loopback listener with the router rt, until the
+// test ends; it returns the listener's address and the server.
+func serveH2(t *testing.T, rt *Router) (string, *Server) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +166,7 @@ func startH2Front(t *testing.T, bc config.Backend, addrs ...string) *h2Front {
 		defer cancel()
 		s.Shutdown(ctx)
 	})
-	return &h2Front{addr: ln.Addr().String(), s: s, b: b}
+	return ln.Addr().String(), s
 }
 
 func grpcClient(t *testing.T, addr string) *grpc.ClientConn {
@@ -727,24 +735,10 @@ func TestH2RouteMatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := NewServer(&Handler{Name: "f", Router: rt, Scheme: "http", IdleTimeout: 5 * time.Second})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.ServeH2Conn(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); s.Shutdown(context.Background()) })
+	addr, _ := serveH2(t, rt)
 	c := h2cClient()
 	get := func(method, query string, hdr http.Header) string {
-		req, _ := http.NewRequest(method, "http://"+ln.Addr().String()+"/x?"+query, nil)
+		req, _ := http.NewRequest(method, "http://"+addr+"/x?"+query, nil)
 		maps.Copy(req.Header, hdr)
 		resp, err := c.Do(req)
 		if err != nil {
