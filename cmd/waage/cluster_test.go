@@ -25,44 +25,11 @@ import (
 // and the cluster's), as TestHAPairExamples does for examples/ha-pair/.
 func TestActiveActiveExamples(t *testing.T) {
 	clearExampleEnv(t)
-	files, err := filepath.Glob(filepath.Join(repoRoot, "examples", "active-active", "*.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) != 4 {
-		t.Fatalf("examples/active-active has %d configs, want lb1..lb3.yaml and cluster.yaml", len(files))
-	}
-	for _, path := range files {
-		t.Run(filepath.Base(path), func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			if code := run([]string{"validate", "-c", path}, &out, &errOut); code != 0 {
-				t.Fatalf("waage validate -c %s: exit %d\n%s", path, code, errOut.String())
-			}
-			if errOut.Len() != 0 {
-				t.Errorf("stderr = %q, want nothing", errOut.String())
-			}
-		})
+	if n := validateExampleDir(t, "active-active"); n != 4 {
+		t.Fatalf("examples/active-active has %d configs, want lb1..lb3.yaml and cluster.yaml", n)
 	}
 	// The docs that show these files show them as they are.
-	header := regexp.MustCompile(`^# (examples/active-active/[A-Za-z0-9._-]+)(:.*)?$`)
-	shown := 0
-	for _, doc := range []string{filepath.Join(repoRoot, "docs", "cluster.md"), filepath.Join(repoRoot, "examples", "active-active", "README.md")} {
-		data, err := os.ReadFile(doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, b := range fencedBlocks(string(data)) {
-			m := header.FindStringSubmatch(b.firstLine())
-			if m == nil {
-				continue
-			}
-			shown++
-			if want, err := os.ReadFile(filepath.Join(repoRoot, m[1])); err != nil || b.text != string(want) {
-				t.Errorf("%s:%d: the block differs from %s; copy the file into the doc again", doc, b.line, m[1])
-			}
-		}
-	}
-	if shown < 2 {
+	if shown := docsShowExampleDir(t, "active-active", filepath.Join(repoRoot, "docs", "cluster.md")); shown < 2 {
 		t.Errorf("docs show %d of the active-active configs, want lb1.yaml and cluster.yaml", shown)
 	}
 }

@@ -12,12 +12,21 @@ import (
 // the top level of examples/) and keeps the blocks of the docs that show them verbatim.
 func TestHAPairExamples(t *testing.T) {
 	clearExampleEnv(t)
-	files, err := filepath.Glob(filepath.Join(repoRoot, "examples", "ha-pair", "*.yaml"))
+	if n := validateExampleDir(t, "ha-pair"); n < 2 {
+		t.Fatalf("examples/ha-pair has %d configs, want lb1.yaml and lb2.yaml", n)
+	}
+	if docsShowExampleDir(t, "ha-pair", filepath.Join(repoRoot, "docs", "vrrp.md")) == 0 {
+		t.Error("no doc shows an examples/ha-pair config")
+	}
+}
+
+// validateExampleDir runs `waage validate` on each config of examples/DIR as a subtest and
+// returns how many there are.
+func validateExampleDir(t *testing.T, dir string) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(repoRoot, "examples", dir, "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if len(files) < 2 {
-		t.Fatalf("examples/ha-pair has %d configs, want lb1.yaml and lb2.yaml", len(files))
 	}
 	for _, path := range files {
 		t.Run(filepath.Base(path), func(t *testing.T) {
@@ -30,11 +39,16 @@ func TestHAPairExamples(t *testing.T) {
 			}
 		})
 	}
+	return len(files)
+}
 
-	header := regexp.MustCompile(`^# (examples/ha-pair/[A-Za-z0-9._-]+)(:.*)?$`)
-	docs := []string{filepath.Join(repoRoot, "docs", "vrrp.md"), filepath.Join(repoRoot, "examples", "ha-pair", "README.md")}
+// docsShowExampleDir checks that the fenced blocks of docs and of examples/DIR/README.md that
+// start with "# examples/DIR/NAME" are that file as it is, and returns how many there are.
+func docsShowExampleDir(t *testing.T, dir string, docs ...string) int {
+	t.Helper()
+	header := regexp.MustCompile(`^# (examples/` + regexp.QuoteMeta(dir) + `/[A-Za-z0-9._-]+)(:.*)?$`)
 	shown := 0
-	for _, doc := range docs {
+	for _, doc := range append(docs, filepath.Join(repoRoot, "examples", dir, "README.md")) {
 		data, err := os.ReadFile(doc)
 		if err != nil {
 			t.Fatal(err)
@@ -55,7 +69,5 @@ func TestHAPairExamples(t *testing.T) {
 			}
 		}
 	}
-	if shown == 0 {
-		t.Error("no doc shows an examples/ha-pair config")
-	}
+	return shown
 }
