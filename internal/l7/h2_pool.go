@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/balance"
@@ -496,41 +495,16 @@ func (a *pooledAttempt) relay(sk sink, stickyHit *backend.Server) {
 }
 
 // fillHeader adds a response's fields (not Content-Length, Trailer, or those dropped) to hd, and
-// Content-Length: length when withLength. All the values share one string and one array of
-// slices. Streams whose route changes no response field take the fields as bytes instead
-// (addFields).
+// Content-Length: length when withLength. Streams whose route changes no response field take the
+// fields as bytes instead (addFields); this is for the routes that do.
 func fillHeader(hd http.Header, fields []hdr, withLength bool, length int64) (contentType string, grpcStatus bool) {
-	size, n := 20, 1 // room for Content-Length
-	for i := range fields {
-		if h := &fields[i]; !h.drop {
-			size += len(h.value)
-			n++
-		}
-	}
-	buf := make([]byte, 0, size)
-	vals := make([]string, 0, n)
-	add := func(k string, v []byte) string {
-		start := len(buf)
-		buf = append(buf, v...)
-		s := unsafe.String(unsafe.SliceData(buf[start:]), len(v))
-		if len(v) == 0 {
-			s = ""
-		}
-		if old, ok := hd[k]; ok {
-			hd[k] = append(old, s)
-		} else {
-			vals = append(vals, s)
-			hd[k] = vals[len(vals)-1 : len(vals) : len(vals)]
-		}
-		return s
-	}
 	for i := range fields {
 		h := &fields[i]
 		if h.drop || h.kind == hContentLength || h.kind == hTrailer {
 			continue
 		}
-		k := http.CanonicalHeaderKey(string(h.name))
-		v := add(k, h.value)
+		k, v := http.CanonicalHeaderKey(string(h.name)), string(h.value)
+		hd[k] = append(hd[k], v)
 		switch {
 		case k == "Content-Type" && contentType == "":
 			contentType = v
@@ -539,9 +513,7 @@ func fillHeader(hd http.Header, fields []hdr, withLength bool, length int64) (co
 		}
 	}
 	if withLength {
-		var num [20]byte
-		delete(hd, "Content-Length")
-		add("Content-Length", strconv.AppendInt(num[:0], length, 10))
+		hd["Content-Length"] = []string{strconv.FormatInt(length, 10)}
 	}
 	return contentType, grpcStatus
 }
