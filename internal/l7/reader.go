@@ -102,14 +102,10 @@ func (rd *reader) fill(limit int) error {
 	var n int
 	var err error
 	switch {
-	case rd.send != nil && rd.outbox != nil:
+	case rd.send != nil:
 		send, out := rd.send, rd.outbox
 		rd.send, rd.outbox = nil, nil
 		n, err = rd.raw.WriteReadBatched(out, send, buf[rd.w:])
-	case rd.send != nil:
-		send := rd.send
-		rd.send = nil
-		n, err = rd.raw.WriteRead(send, buf[rd.w:])
 	case rd.raw != nil:
 		n, err = rd.raw.Read(buf[rd.w:])
 	default:

@@ -293,8 +293,11 @@ func (r *Conn) doBatchedRead(fd uintptr) bool {
 }
 
 // WriteReadBatched is WriteRead with the write left to o, which writes it together with the
-// requests of other handlers that are ready to run.
+// requests of other handlers that are ready to run; with no outbox it is WriteRead.
 func (r *Conn) WriteReadBatched(o *Outbox, w, p []byte) (int, error) {
+	if o == nil {
+		return r.WriteRead(w, p)
+	}
 	r.outbox = o
 	n, err := r.writeRead(r.batchFn, w, p)
 	r.outbox = nil
