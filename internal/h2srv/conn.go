@@ -107,10 +107,9 @@ type Conn struct {
 	sendWin      int64 // the connection's send window
 	peerInitWin  int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	peerMaxFrame int
-	enc          *hpack.Encoder
-	intern       map[string]string // see internLocked; under mu
-	internSize   int
-	hbuf         []byte // header block being encoded
+	hbuf         []byte // header block being encoded (hpackenc.go)
+	encTableSize uint32 // the size the client's decoder assumes for our (unused) table
+	tableUpdate  bool   // the next header block starts with a size update
 	recvWin      int64  // receive window the client has left on the connection
 	recvUnacked  int64  // consumed bytes not yet credited back with a WINDOW_UPDATE
 
@@ -128,6 +127,7 @@ func NewConn(c net.Conn, cfg *Config, h Handler) *Conn {
 		peerInitWin:  defaultWindow,
 		peerMaxFrame: defaultMaxFrameSize,
 		recvWin:      defaultWindow,
+		encTableSize: 4096,
 	}
 	cc.stats = cc.cfg.Stats
 	cc.idleSince = time.Now()
@@ -148,7 +148,6 @@ func NewConn(c net.Conn, cfg *Config, h Handler) *Conn {
 	// Any string longer than this would need a raw block beyond the flood bound (Huffman codes
 	// are 5 bits or more); a long value within it decodes and gets its 431.
 	cc.dec.SetMaxStringLength(2 * (int(cc.cfg.MaxHeaderListSize) + headerBlockSlack))
-	cc.enc = hpack.NewEncoder((*hbufWriter)(cc))
 	// Our SETTINGS go first (RFC 9113 section 3.4), then the connection window raised; queued
 	// here so that nothing (a Shutdown's GOAWAY) can go before them.
 	cc.wbuf = cc.appendSettings(make([]byte, 0, 4096))
@@ -157,14 +156,6 @@ func NewConn(c net.Conn, cfg *Config, h Handler) *Conn {
 		cc.recvWin += d
 	}
 	return cc
-}
-
-// hbufWriter is where the HPACK encoder writes: the connection's header block buffer.
-type hbufWriter Conn
-
-func (w *hbufWriter) Write(p []byte) (int, error) {
-	w.hbuf = append(w.hbuf, p...)
-	return len(p), nil
 }
 
 // connError ends the connection with a GOAWAY carrying code.
@@ -740,7 +731,7 @@ func (c *Conn) processSettings(fh frameHeader, p []byte) error {
 		v := binary.BigEndian.Uint32(p[2:])
 		switch id {
 		case settingHeaderTableSize:
-			c.enc.SetMaxDynamicTableSizeLimit(v)
+			c.noteTableSizeLocked(v)
 		case settingEnablePush, settingEnableConnectProtocol:
 			if v > 1 {
 				return connError{ErrCodeProtocol, "boolean setting above 1"}
@@ -1206,8 +1197,8 @@ func (c *Conn) newStreamLocked() error {
 
 // answerLocked answers a stream with a bare status, ending it.
 func (c *Conn) answerLocked(id uint32, status int) {
-	c.hbuf = c.hbuf[:0]
-	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(status)})
+	c.beginBlockLocked()
+	c.hbuf = appendStatus(c.hbuf, status)
 	c.writeHeadersLocked(id, c.hbuf, true)
 	c.kick = true
 }

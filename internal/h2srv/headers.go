@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"unsafe"
-
-	"golang.org/x/net/http2/hpack"
 )
 
 // Field names as they arrive (lower case) and as net/http keys them (canonical). Common names are
@@ -175,17 +173,13 @@ func validToken(s string) bool {
 	return true
 }
 
-// addedFields holds the response fields given as bytes (Stream.AddField): names lower-cased and
-// values copied into one arena, in the stream's own arrays for the usual few fields.
+// addedFields holds the response fields given as bytes (Stream.AddField), HPACK-encoded as
+// they come (hpackenc.go), in the stream's own array for the usual few fields.
 type addedFields struct {
-	refs   []fieldRef
-	buf    []byte
+	block  []byte
 	length int64 // a content-length among them, -1 when none (set by the stream's creation)
-	refArr [12]fieldRef
-	bufArr [384]byte
+	arr    [320]byte
 }
-
-type fieldRef struct{ name, value uint32 } // offsets in buf; name ends where value starts
 
 // AddField adds a response field given as bytes, for proxies that parsed it from another
 // connection: the name in any case, the value as it is; both are copied. Such fields go out
@@ -197,33 +191,32 @@ func (s *Stream) AddField(name, value []byte) {
 	if len(name) == 0 || len(name) > 1<<16 || !validValue(unsafe.String(unsafe.SliceData(value), len(value))) {
 		return
 	}
-	if a.refs == nil {
-		a.refs, a.buf = a.refArr[:0], a.bufArr[:0]
+	var arr [32]byte
+	lname := arr[:0]
+	if len(name) > len(arr) {
+		lname = make([]byte, 0, len(name))
 	}
-	start := len(a.buf)
 	for _, c := range name {
 		if !isTokenByte(c) {
-			a.buf = a.buf[:start]
 			return
 		}
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		a.buf = append(a.buf, c)
+		lname = append(lname, c)
 	}
-	lname := unsafe.String(unsafe.SliceData(a.buf[start:]), len(name))
-	if connectionSpecific(lname) {
-		a.buf = a.buf[:start]
+	if connectionSpecific(string(lname)) {
 		return
 	}
-	vstart := len(a.buf)
-	a.buf = append(a.buf, value...)
-	a.refs = append(a.refs, fieldRef{uint32(start), uint32(vstart)})
-	if lname == "content-length" {
-		if n, ok := parseContentLength(string(value)); ok {
+	if string(lname) == "content-length" {
+		if n, ok := parseContentLength(unsafe.String(unsafe.SliceData(value), len(value))); ok {
 			a.length = n
 		}
 	}
+	if a.block == nil {
+		a.block = a.arr[:0]
+	}
+	a.block = appendField(a.block, lname, value)
 }
 
 // SetContentLength adds content-length: n as AddField would.
@@ -233,40 +226,3 @@ func (s *Stream) SetContentLength(n int64) {
 }
 
 var contentLengthName = []byte("content-length")
-
-// encodeLocked writes the fields to the connection's encoder. The strings it gives the encoder
-// come from the connection's intern table, not from the arena: the encoder keeps the fields it
-// adds to its dynamic table, and a string over the arena would keep the whole stream alive with
-// it (a Date value a second, each pinning a stream of kilobytes, on every connection).
-func (a *addedFields) encodeLocked(c *Conn) {
-	for i, r := range a.refs {
-		end := uint32(len(a.buf))
-		if i+1 < len(a.refs) {
-			end = a.refs[i+1].name
-		}
-		c.enc.WriteField(hpack.HeaderField{Name: c.internLocked(a.buf[r.name:r.value]), Value: c.internLocked(a.buf[r.value:end])})
-	}
-}
-
-// internBytes bounds a connection's intern table: about the size of the HPACK table the strings
-// end up in. A full table starts over.
-const internBytes = 4096
-
-// internLocked returns b as a string, from the connection's table of strings made before when it
-// is there: the values and names of a server's answers repeat (Server, Content-Type, ETag, ...),
-// so a response's fields cost no allocation once seen.
-func (c *Conn) internLocked(b []byte) string {
-	if s, ok := c.intern[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if len(s) > internBytes/4 {
-		return s // rare enough to allocate each time
-	}
-	if c.intern == nil || c.internSize+len(s) > internBytes {
-		c.intern, c.internSize = make(map[string]string, 32), 0
-	}
-	c.intern[s] = s
-	c.internSize += len(s)
-	return s
-}

@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/net/http2"
 )
@@ -772,32 +771,5 @@ func TestAddField(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("a response longer than its content-length arrived whole")
-	}
-}
-
-// TestInternLocked: the intern table returns equal strings, reuses them, and stays within its
-// budget.
-func TestInternLocked(t *testing.T) {
-	var c Conn
-	a := c.internLocked([]byte("nginx"))
-	b := c.internLocked([]byte("nginx"))
-	if a != "nginx" || unsafe.StringData(a) != unsafe.StringData(b) {
-		t.Fatalf("second intern of %q made a new string", a)
-	}
-	if n := testing.AllocsPerRun(100, func() { c.internLocked([]byte("nginx")) }); n != 0 {
-		t.Fatalf("an interned value allocates %v times", n)
-	}
-	for i := range 1000 {
-		v := fmt.Appendf(nil, "value-%d", i)
-		if got := c.internLocked(v); got != string(v) {
-			t.Fatalf("intern(%q) = %q", v, got)
-		}
-		if c.internSize > internBytes {
-			t.Fatalf("intern table holds %d bytes, budget %d", c.internSize, internBytes)
-		}
-	}
-	long := bytes.Repeat([]byte{'x'}, internBytes)
-	if got := c.internLocked(long); got != string(long) || c.internSize > internBytes/4 {
-		t.Fatalf("a long value: %d bytes, table %d bytes", len(got), c.internSize)
 	}
 }

@@ -288,8 +288,8 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		if s.needCont {
 			s.needCont = false
 			if !s.wroteHeader && !s.localDone {
-				c.hbuf = c.hbuf[:0]
-				c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
+				c.beginBlockLocked()
+				c.hbuf = appendStatus(c.hbuf, 100)
 				c.writeHeadersLocked(s.id, c.hbuf, false)
 				c.ensureFlushLocked()
 				continue
@@ -394,8 +394,8 @@ func (s *Stream) WriteHeader(status int, endStream bool) error {
 		if status == 101 {
 			return errors.New("h2srv: 101 Switching Protocols is not allowed in HTTP/2")
 		}
-		c.hbuf = c.hbuf[:0]
-		c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(status)})
+		c.beginBlockLocked()
+		c.hbuf = appendStatus(c.hbuf, status)
 		c.encodeFieldsLocked(s.hdr)
 		c.writeHeadersLocked(s.id, c.hbuf, false)
 		c.ensureFlushLocked()
@@ -430,10 +430,10 @@ func (s *Stream) emitHeadLocked(end bool) {
 	}
 	s.headPending = false
 	c := s.c
-	c.hbuf = c.hbuf[:0]
-	c.enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(s.status)})
+	c.beginBlockLocked()
+	c.hbuf = appendStatus(c.hbuf, s.status)
 	c.encodeFieldsLocked(s.hdr)
-	s.added.encodeLocked(c)
+	c.hbuf = append(c.hbuf, s.added.block...)
 	c.writeHeadersLocked(s.id, c.hbuf, end)
 }
 
@@ -558,7 +558,7 @@ func (s *Stream) closeLocked(trailer http.Header) error {
 	switch {
 	case hasValues(trailer):
 		s.emitHeadLocked(false)
-		c.hbuf = c.hbuf[:0]
+		c.beginBlockLocked()
 		c.encodeFieldsLocked(trailer)
 		c.writeHeadersLocked(s.id, c.hbuf, true)
 	case s.headPending:

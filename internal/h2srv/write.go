@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"runtime"
 	"time"
-
-	"golang.org/x/net/http2/hpack"
 )
 
 // The write buffer. Frames are appended under Conn.mu; one flusher at a time writes them.
@@ -162,7 +160,7 @@ func (c *Conn) encodeFieldsLocked(hdr http.Header) {
 		}
 		for _, v := range vs {
 			if validValue(v) {
-				c.enc.WriteField(hpack.HeaderField{Name: name, Value: v})
+				c.hbuf = appendField(c.hbuf, name, v)
 			}
 		}
 	}
