@@ -1,6 +1,7 @@
 package h2srv
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -26,8 +27,10 @@ type Stream struct {
 	declLen                 int64 // content-length, -1 when absent
 	noBody                  bool  // END_STREAM came with the request's HEADERS
 	isHead                  bool
-	req                     *http.Request
-	url                     url.URL // the request's URL, when parseURL took the short way
+	bare                    http.Request  // BareRequest's: no context, Header made by RequestHeader
+	full                    *http.Request // Request's, made on its first call
+	dropExpect              bool          // Expect: 100-continue, which the server answers
+	url                     url.URL       // the request's URL, when parseURL took the short way
 	ctx                     streamCtx
 
 	// State, under c.mu.
@@ -91,13 +94,71 @@ var (
 func (s *Stream) ID() uint32 { return s.id }
 
 // Fields are the request's fields as they arrived: lower-case names (no pseudo-fields), in
-// order, the same strings as Request().Header's values. Valid until the handler returns; not to
-// be modified.
+// order, the same strings as the request header's values. Valid until the handler returns; not
+// to be modified.
 func (s *Stream) Fields() []hpack.HeaderField { return s.fields }
 
-// Request is the client's request. Its context ends when the client resets the stream, the
-// connection ends, or the handler returns.
-func (s *Stream) Request() *http.Request { return s.req }
+// Request is the client's request as net/http's server gives it. Its context ends when the
+// client resets the stream, the connection ends, or the handler returns. The first call makes
+// the header map and the request with its context; a handler that reads the fields (Fields)
+// and the stream's Context uses BareRequest instead and allocates neither.
+func (s *Stream) Request() *http.Request {
+	if s.full == nil {
+		s.RequestHeader()
+		s.c.mu.Lock() // mergeTrailers may run in a goroutine that reads the body
+		if s.bare.Trailer == nil && !s.noBody {
+			s.bare.Trailer = make(http.Header) // shared with full, filled by mergeTrailers
+		}
+		s.full = s.bare.WithContext(&s.ctx)
+		s.c.mu.Unlock()
+	}
+	return s.full
+}
+
+// BareRequest is the request without its context (r.Context() is not the stream's: use
+// Context) and with a nil Header until RequestHeader makes it. The handler owns it.
+func (s *Stream) BareRequest() *http.Request { return &s.bare }
+
+// Context is the request's context (see Request).
+func (s *Stream) Context() context.Context { return &s.ctx }
+
+// RequestHeader makes the request's header map from the fields once, as x/net's server does
+// (canonical names, cookie fields joined, no Host or Trailer), sets it in the bare request and
+// returns it. For the handler's goroutine.
+func (s *Stream) RequestHeader() http.Header {
+	if s.bare.Header != nil {
+		return s.bare.Header
+	}
+	hdr := make(http.Header, len(s.fields))
+	// One backing array for the values of all fields: one allocation instead of one per name.
+	vals := make([]string, len(s.fields))
+	for i := range s.fields {
+		f := &s.fields[i]
+		switch f.Name {
+		case "host", "trailer":
+			continue
+		case "expect":
+			if s.dropExpect {
+				continue
+			}
+		}
+		k := canonicalKey(f.Name)
+		if vv, ok := hdr[k]; ok {
+			hdr[k] = append(vv, f.Value)
+		} else {
+			vals[i] = f.Value
+			hdr[k] = vals[i : i+1 : i+1]
+		}
+	}
+	if ck := hdr["Cookie"]; len(ck) > 1 {
+		hdr["Cookie"] = []string{strings.Join(ck, "; ")}
+	}
+	s.bare.Header = hdr
+	if s.full != nil {
+		s.full.Header = hdr
+	}
+	return hdr
+}
 
 // runStream runs the handler of a stream and closes what it left open.
 func (c *Conn) runStream(s *Stream) {
@@ -112,59 +173,47 @@ func (c *Conn) runStream(s *Stream) {
 		}
 		s.finish()
 	}()
-	r, err := s.newRequest()
-	if err != nil {
+	if err := s.initRequest(); err != nil {
 		c.stats.StreamErrors.Add(1)
 		s.Reset(ErrCodeProtocol)
 		return
 	}
-	s.req = r
 	c.h.ServeH2(s)
 }
 
-// newRequest builds the *http.Request as x/net's server does. It runs in the stream's goroutine,
-// not the reader's: the maps and strings it allocates are spread over the cores.
-func (s *Stream) newRequest() (*http.Request, error) {
-	hdr := make(http.Header, len(s.fields))
-	// One backing array for the values of all fields: one allocation instead of one per name.
-	vals := make([]string, len(s.fields))
+// initRequest fills the bare request from the pseudo-fields and the fields that change its
+// meaning (host, expect, trailer), as x/net's server does; the header map waits for
+// RequestHeader. It runs in the stream's goroutine, not the reader's.
+func (s *Stream) initRequest() error {
+	host := s.authority
+	var trailer http.Header
+	expects, cont := 0, false
 	for i := range s.fields {
 		f := &s.fields[i]
-		k := canonicalKey(f.Name)
-		if vv, ok := hdr[k]; ok {
-			hdr[k] = append(vv, f.Value)
-		} else {
-			vals[i] = f.Value
-			hdr[k] = vals[i : i+1 : i+1]
-		}
-	}
-	if ck := hdr["Cookie"]; len(ck) > 1 {
-		hdr["Cookie"] = []string{strings.Join(ck, "; ")}
-	}
-	var trailer http.Header
-	for _, v := range hdr["Trailer"] {
-		for _, key := range strings.Split(v, ",") {
-			switch key = canonicalKey(strings.ToLower(strings.TrimSpace(key))); key {
-			case "", "Transfer-Encoding", "Trailer", "Content-Length":
-			default:
-				if trailer == nil {
-					trailer = make(http.Header)
+		switch f.Name {
+		case "host":
+			if host == "" {
+				host = f.Value
+			}
+		case "expect":
+			expects++
+			cont = strings.EqualFold(f.Value, "100-continue")
+		case "trailer":
+			for _, key := range strings.Split(f.Value, ",") {
+				switch key = canonicalKey(strings.ToLower(strings.TrimSpace(key))); key {
+				case "", "Transfer-Encoding", "Trailer", "Content-Length":
+				default:
+					if trailer == nil {
+						trailer = make(http.Header)
+					}
+					trailer[key] = nil
 				}
-				trailer[key] = nil
 			}
 		}
 	}
-	delete(hdr, "Trailer")
-	host := s.authority
-	if h, ok := hdr["Host"]; ok {
-		if host == "" {
-			host = h[0]
-		}
-		delete(hdr, "Host")
-	}
-	if ex, ok := hdr["Expect"]; ok && len(ex) == 1 && strings.EqualFold(ex[0], "100-continue") {
-		delete(hdr, "Expect")
-		s.needCont = !s.noBody
+	if expects == 1 && cont {
+		// The server sends 100 Continue itself (requestBody.Read); the field does not go on.
+		s.dropExpect, s.needCont = true, !s.noBody
 	}
 	var u *url.URL
 	var uri string
@@ -173,7 +222,7 @@ func (s *Stream) newRequest() (*http.Request, error) {
 	} else {
 		var err error
 		if u, err = s.parseURL(); err != nil {
-			return nil, err
+			return err
 		}
 		uri = s.path
 	}
@@ -182,12 +231,11 @@ func (s *Stream) newRequest() (*http.Request, error) {
 	if !s.noBody {
 		body, length = (*requestBody)(s), s.declLen
 	}
-	r := http.Request{
+	s.bare = http.Request{
 		Method:        s.method,
 		URL:           u,
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
-		Header:        hdr,
 		Body:          body,
 		ContentLength: length,
 		Host:          host,
@@ -196,7 +244,7 @@ func (s *Stream) newRequest() (*http.Request, error) {
 		TLS:           s.c.tlsState,
 		Trailer:       trailer,
 	}
-	return r.WithContext(&s.ctx), nil
+	return nil
 }
 
 // parseURL is url.ParseRequestURI(s.path), with the URL in the stream and without parsing for
@@ -302,16 +350,16 @@ func (b *requestBody) Read(p []byte) (int, error) {
 // mergeTrailers fills the request's Trailer map with the trailers received, once, when the body
 // ends (net/http's rule: Trailer is read after the body).
 func (s *Stream) mergeTrailers() {
-	if s.gotTrailers || len(s.trailers) == 0 || s.req == nil {
+	if s.gotTrailers || len(s.trailers) == 0 {
 		return
 	}
 	s.gotTrailers = true
-	if s.req.Trailer == nil {
-		s.req.Trailer = make(http.Header, len(s.trailers))
+	if s.bare.Trailer == nil {
+		s.bare.Trailer = make(http.Header, len(s.trailers))
 	}
 	for _, f := range s.trailers {
 		k := canonicalKey(f.Name)
-		s.req.Trailer[k] = append(s.req.Trailer[k], f.Value)
+		s.bare.Trailer[k] = append(s.bare.Trailer[k], f.Value)
 	}
 	s.trailers = nil
 }

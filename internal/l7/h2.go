@@ -220,7 +220,7 @@ func (hh *h2Handler) ServeH2(st *h2srv.Stream) {
 	f.src, f.dst = netip.AddrPortFrom(cc.remote, cc.remotePort), hh.dst
 	f.ip, f.certSubject = hh.ip, hh.cert
 	f.outbox = &hh.outbox
-	f.r, f.start = st.Request(), time.Now()
+	f.r, f.ctx, f.st, f.start = st.BareRequest(), st.Context(), st, time.Now()
 	f.fields = st.Fields()
 	call.w.w, call.w.s = h2Response{st}, st
 	f.serve(&call.w)

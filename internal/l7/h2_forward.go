@@ -17,6 +17,7 @@ import (
 
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/balance"
+	"github.com/waage/waage/internal/h2srv"
 	"github.com/waage/waage/internal/rawio"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -34,9 +35,13 @@ type forward struct {
 	// src and dst are the client's address and the one it connected to, for PROXY headers.
 	src, dst netip.AddrPort
 	ip       string
-	scheme   string        // for X-Forwarded-Proto and Forwarded: https on TLS connections
-	r        *http.Request // the client's request; r.Body streams
-	start    time.Time
+	scheme   string          // for X-Forwarded-Proto and Forwarded: https on TLS connections
+	r        *http.Request   // the client's request; r.Body streams; see header
+	ctx      context.Context // the request's: the stream's for HTTP/2 clients, else r's
+	// st is the HTTP/2 stream the request came on, nil for HTTP/1.1 clients. Its request has no
+	// header map until header asks for one: the fields go to HTTP/1.1 servers from st's list.
+	st    *h2srv.Stream
+	start time.Time
 	// path is the normalised path and rt the route, when the caller routed already (HTTP/1.1).
 	path []byte
 	rt   *Route
@@ -201,6 +206,34 @@ func requestFor(req *request, r *http.Request, fields []hpack.HeaderField, arr [
 	}
 }
 
+// header is the request's header map, made from the HTTP/2 stream's fields on the first call.
+// The hot path (a stream to an HTTP/1.1 server) reads the fields instead and never calls it.
+func (f *forward) header() http.Header {
+	if f.r.Header == nil && f.st != nil {
+		return f.st.RequestHeader()
+	}
+	return f.r.Header
+}
+
+// cookie is r.Cookie with the header map made first.
+func (f *forward) cookie(name string) (*http.Cookie, error) {
+	f.header()
+	return f.r.Cookie(name)
+}
+
+// field is the first value of a field, by its lower-case name, without making the header map.
+func (f *forward) field(lower string) string {
+	if f.r.Header == nil && f.st != nil {
+		for _, hf := range f.fields {
+			if hf.Name == lower {
+				return hf.Value
+			}
+		}
+		return ""
+	}
+	return f.r.Header.Get(lower)
+}
+
 // bytesOf is s as a byte slice without a copy, for reading only.
 func bytesOf(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
@@ -237,15 +270,24 @@ func (f *forward) hashKey(b *Backend) uint64 {
 		}
 		return k
 	case hashHeader:
-		if v := f.r.Header.Values(b.hashName); len(v) > 0 {
+		if v := f.header().Values(b.hashName); len(v) > 0 {
 			return balance.HashBytes([]byte(v[0]))
 		}
 	case hashCookie:
-		if c, err := f.r.Cookie(b.hashName); err == nil {
+		if c, err := f.cookie(b.hashName); err == nil {
 			return balance.HashBytes([]byte(c.Value))
 		}
 	}
 	return 0
+}
+
+// isHopFieldLower is isHopField for a lower-case name.
+func isHopFieldLower(k string) bool {
+	switch k {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "proxy-authenticate", "proxy-authorization":
+		return true
+	}
+	return false
 }
 
 // isHopField reports whether a canonical field name is hop-by-hop (RFC 9110 7.6.1, and the proxy
@@ -301,6 +343,7 @@ func applyOps(hd http.Header, ops *headerOps) {
 // outHeader builds the header sent to servers, as writeRequestHead does for HTTP/1.1.
 func (f *forward) outHeader() (http.Header, string) {
 	r, rt := f.r, f.rt
+	f.header()
 	out := make(http.Header, len(r.Header)+5)
 	copyEndToEnd(out, r.Header)
 	out.Del("Host")
@@ -452,7 +495,7 @@ func (f *forward) proxy(sk sink) {
 	// WithCancel directly on the stream's context (which cancels its children through its
 	// AfterFunc method), and the value on top: contexts derived from this one find the cancelCtx
 	// through the value, so none of them needs a goroutine to follow the stream's cancellation.
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := context.WithCancel(f.ctx)
 	ctx = context.WithValue(ctx, clientAddrsKey{}, clientAddrs{f.src, f.dst})
 	defer cancel()
 	timer := &respTimer{d: b.responseTO, cancel: cancel}
@@ -517,7 +560,7 @@ func (f *forward) proxy(sk sink) {
 				b.fail(srv, err)
 				f.h.logger().Warn("server response timeout", "frontend", f.h.Name, "backend", b.Name, "server", srv.Name, "timeout", b.responseTO)
 				sk.Error(f, 504, "the server did not answer in time")
-			case r.Context().Err() != nil:
+			case f.ctx.Err() != nil:
 				// The client canceled (RST_STREAM, deadline, gone): nobody to answer.
 				sk.Done(f, 499, 0)
 			case f.passReset(sk, err):
@@ -553,7 +596,7 @@ func (f *forward) proxy(sk sink) {
 // calls is doing its job, not failing.
 func (f *forward) passReset(sk sink, err error) bool {
 	var se http2.StreamError
-	if !errors.As(err, &se) || !isGRPC(f.r.Header) || !sk.Reset(se.Code) {
+	if !errors.As(err, &se) || !isGRPC(f.header()) || !sk.Reset(se.Code) {
 		return false
 	}
 	if se.Code != http2.ErrCodeCancel {
@@ -619,7 +662,7 @@ func (f *forward) relay(sk sink, resp *http.Response, stickyHit *backend.Server)
 			break
 		}
 		if err != nil {
-			if f.r.Context().Err() == nil {
+			if f.ctx.Err() == nil {
 				b.fail(f.srv, err)
 				f.h.logger().Warn("server response body failed", "frontend", f.h.Name, "backend", b.Name, "server", f.srv.Name, "err", err)
 			}
@@ -649,7 +692,7 @@ func errorBody(status int, msg string) string {
 // Error answers a stream with a proxy-made status; a gRPC call gets it as a Trailers-Only
 // answer (see grpcError).
 func (hw *h2Writer) Error(f *forward, status int, msg string) {
-	if isGRPC(f.r.Header) {
+	if isGRPC(f.header()) {
 		hw.grpcError(f, status, msg)
 		return
 	}
@@ -759,8 +802,8 @@ func (hw *h2Writer) log(f *forward, status int, sent int64) {
 		h2:        r.ProtoMajor == 2,
 		status:    status,
 		bytes:     sent,
-		referer:   []byte(r.Header.Get("Referer")),
-		userAgent: []byte(r.Header.Get("User-Agent")),
+		referer:   []byte(f.field("referer")),
+		userAgent: []byte(f.field("user-agent")),
 		frontend:  h.Name,
 		duration:  f.done.Sub(f.start), // record ran first
 	}

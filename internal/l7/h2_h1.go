@@ -78,7 +78,7 @@ func (cc *clientConn) proxyHTTP(h *Handler, ex *exchange, rt *Route) bool {
 	} else {
 		r.Body = http.NoBody
 	}
-	f := &forward{h: h, s: cc.s, remote: cc.remote, scheme: cc.scheme(h), src: netip.AddrPortFrom(cc.remote, cc.remotePort), dst: cc.localAddr(), ip: string(cc.remoteIP), r: r, start: ex.start, path: ex.path, rt: rt, certSubject: string(cc.certSubject)}
+	f := &forward{h: h, s: cc.s, remote: cc.remote, scheme: cc.scheme(h), src: netip.AddrPortFrom(cc.remote, cc.remotePort), dst: cc.localAddr(), ip: string(cc.remoteIP), r: r, ctx: r.Context(), start: ex.start, path: ex.path, rt: rt, certSubject: string(cc.certSubject)}
 	sk := &h1Sink{cc: cc, ex: ex, h: h, keep: !req.close && !req.upgrade, closeOnError: hasBody}
 	f.serve(sk)
 	if done != nil {

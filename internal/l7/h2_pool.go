@@ -127,7 +127,7 @@ func (f *forward) affinity(b *Backend) (key uint64, pinned, stickyHit *backend.S
 		key = f.hashKey(b)
 	}
 	if b.stickyName != "" {
-		if c, err := f.r.Cookie(b.stickyName); err == nil {
+		if c, err := f.cookie(b.stickyName); err == nil {
 			if s := b.stickyIdx.Server(c.Value); s != nil {
 				stickyHit = s
 				if s.AcceptsPinned() {
@@ -184,7 +184,7 @@ func (f *forward) attempt(sk sink, b *Backend, srv *backend.Server, uc *upConn, 
 	a := pooledAttempt{f: f, b: b, srv: srv, uc: uc}
 	// The client's cancellation (RST_STREAM, connection gone) closes the server connection: a
 	// blocked read or write returns at once, and the connection is not reused.
-	f.hook.start(r.Context(), uc)
+	f.hook.start(f.ctx, uc)
 	defer a.end()
 	resp := pooledResponses.Get().(*response)
 	defer putResponse(resp)
@@ -223,7 +223,7 @@ func (f *forward) attempt(sk sink, b *Backend, srv *backend.Server, uc *upConn, 
 			received := uc.rd.w > 0 // part of a head arrived before the failure
 			berr := a.abortBody()
 			switch {
-			case r.Context().Err() != nil:
+			case f.ctx.Err() != nil:
 				// The client canceled (RST_STREAM, deadline, gone): nobody to answer.
 				sk.Done(f, 499, 0)
 			case berr != nil && clientSide(berr):
@@ -389,7 +389,7 @@ func (f *forward) retryStatus(b *Backend, srv *backend.Server, status int, key u
 // byte came back: clientConn.beforeResponseFailure's rule.
 func (a *pooledAttempt) beforeResponse(sk sink, canRetry bool, err error) outcome {
 	f, b, srv := a.f, a.b, a.srv
-	if f.r.Context().Err() != nil {
+	if f.ctx.Err() != nil {
 		sk.Done(f, 499, 0)
 		return outDone
 	}
@@ -471,10 +471,14 @@ func (a *pooledAttempt) relay(sk sink, stickyHit *backend.Server) {
 	}
 	// A request body that did not complete (or was cut) leaves the connection unusable; the
 	// response itself may still be whole.
+	hadBody := a.bodyDone != nil
 	bodyOK := a.finishBody() == nil
 	a.reuse = bodyOK && err == nil && !resp.close && !untilClose
-	// The request body transfer may have set a read deadline of its own: re-arm on next use.
-	uc.rdl = time.Time{}
+	if hadBody {
+		// The request body transfer set a read deadline of its own: re-arm on next use. Otherwise
+		// uc.rdl is the deadline set, and the next request keeps it when it is far enough off.
+		uc.rdl = time.Time{}
+	}
 	if err != nil {
 		var cw errClientWrite
 		if errors.As(err, &cw) {
@@ -482,7 +486,7 @@ func (a *pooledAttempt) relay(sk sink, stickyHit *backend.Server) {
 			sk.Done(f, status, sent)
 			return
 		}
-		if f.r.Context().Err() == nil {
+		if f.ctx.Err() == nil {
 			b.fail(f.srv, err)
 			f.warn("server response body failed", f.srv, "err", err)
 		}
@@ -771,51 +775,11 @@ func (f *forward) writeHead(w *writer, b *Backend, srv *backend.Server, hasBody,
 	}
 	w.WriteString("\r\n")
 	hasOps := !ops.empty()
-	// Fields named in Connection are hop-by-hop too (HTTP/2 forbids Connection; an HTTP/1.1
-	// request that reaches this path may carry it).
-	var named []string
-	for _, v := range r.Header["Connection"] {
-		for t := range strings.SplitSeq(v, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				named = append(named, t)
-			}
-		}
-	}
-	teTrailers := false
-next:
-	for k, vs := range r.Header {
-		switch k {
-		case "Host", "Content-Length", ClientCertField, "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded":
-			// Framing is waage's own; the forwarding fields are rewritten below.
-			continue
-		case "Te":
-			for _, v := range vs {
-				for t := range strings.SplitSeq(v, ",") {
-					if strings.EqualFold(strings.TrimSpace(t), "trailers") {
-						teTrailers = true
-					}
-				}
-			}
-			continue
-		case "User-Agent":
-			if len(vs) == 1 && vs[0] == "" {
-				continue
-			}
-		}
-		if isHopField(k) {
-			continue
-		}
-		for _, n := range named {
-			if strings.EqualFold(k, n) {
-				continue next
-			}
-		}
-		if hasOps && removesString(ops, k) {
-			continue
-		}
-		for _, v := range vs {
-			writeFieldString(w, k, v)
-		}
+	var teTrailers bool
+	if r.Header == nil {
+		teTrailers = f.writeFields(w, ops, hasOps)
+	} else {
+		teTrailers = writeHeaderMap(w, r.Header, ops, hasOps)
 	}
 	if teTrailers && !(hasOps && ops.removesName("te")) {
 		// The one TE value that passes: gRPC servers insist on it.
@@ -827,12 +791,7 @@ next:
 	}
 	if !ops.removesName("x-forwarded-for") {
 		w.WriteString("X-Forwarded-For: ")
-		for _, v := range r.Header["X-Forwarded-For"] {
-			if v != "" {
-				w.WriteString(v)
-				w.WriteString(", ")
-			}
-		}
+		f.writePrior(w, "x-forwarded-for", "X-Forwarded-For")
 		w.WriteString(f.ip)
 		w.WriteString("\r\n")
 	}
@@ -844,12 +803,7 @@ next:
 	}
 	if !ops.removesName("forwarded") {
 		w.WriteString("Forwarded: ")
-		for _, v := range r.Header["Forwarded"] {
-			if v != "" {
-				w.WriteString(v)
-				w.WriteString(", ")
-			}
-		}
+		f.writePrior(w, "forwarded", "Forwarded")
 		writeForwarded(w, f.remote.Is6(), f.ip, r.Host, f.scheme)
 		w.WriteString("\r\n")
 	}
@@ -888,6 +842,129 @@ next:
 		w.WriteString("Content-Length: 0\r\n")
 	}
 	w.WriteString("\r\n")
+}
+
+// writeHeaderMap writes a request's header map for the server (writeHead): hop-by-hop fields,
+// those named in Connection (HTTP/2 forbids Connection; an HTTP/1.1 request that reaches this
+// path may carry it), framing and the forwarding fields (written by writeHead) left out, the
+// route's removals applied. It reports whether TE asked for trailers.
+func writeHeaderMap(w *writer, hd http.Header, ops *headerOps, hasOps bool) (teTrailers bool) {
+	var named []string
+	for _, v := range hd["Connection"] {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				named = append(named, t)
+			}
+		}
+	}
+next:
+	for k, vs := range hd {
+		switch k {
+		case "Host", "Content-Length", ClientCertField, "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded":
+			// Framing is waage's own; the forwarding fields are rewritten below.
+			continue
+		case "Te":
+			for _, v := range vs {
+				teTrailers = teTrailers || hasTrailersToken(v)
+			}
+			continue
+		case "User-Agent":
+			if len(vs) == 1 && vs[0] == "" {
+				continue
+			}
+		}
+		if isHopField(k) {
+			continue
+		}
+		for _, n := range named {
+			if strings.EqualFold(k, n) {
+				continue next
+			}
+		}
+		if hasOps && removesString(ops, k) {
+			continue
+		}
+		for _, v := range vs {
+			writeFieldString(w, k, v)
+		}
+	}
+	return teTrailers
+}
+
+// writeFields is writeHeaderMap for an HTTP/2 stream's fields as they arrived: in the client's
+// order, with their lower-case names (field names are case-insensitive; HAProxy and nginx pass
+// HTTP/2 names on so too), cookie fields joined into one as RFC 9113 section 8.2.3 asks, Expect:
+// 100-continue left out (the HTTP/2 server answers it).
+func (f *forward) writeFields(w *writer, ops *headerOps, hasOps bool) (teTrailers bool) {
+	cookies := false
+	for i, hf := range f.fields {
+		switch hf.Name {
+		case "host", "content-length", clientCertLower, "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded":
+			continue
+		case "te":
+			teTrailers = teTrailers || hasTrailersToken(hf.Value)
+			continue
+		case "user-agent":
+			if hf.Value == "" {
+				continue
+			}
+		case "expect":
+			if strings.EqualFold(hf.Value, "100-continue") {
+				continue
+			}
+		case "cookie":
+			if cookies || hasOps && ops.removesName("cookie") {
+				continue
+			}
+			cookies = true
+			w.WriteString("cookie: ")
+			for j, c := range f.fields[i:] {
+				if c.Name == "cookie" {
+					if j > 0 {
+						w.WriteString("; ")
+					}
+					w.WriteString(c.Value)
+				}
+			}
+			w.WriteString("\r\n")
+			continue
+		}
+		if isHopFieldLower(hf.Name) || hasOps && ops.removesName(hf.Name) {
+			continue
+		}
+		writeFieldString(w, hf.Name, hf.Value)
+	}
+	return teTrailers
+}
+
+// writePrior writes the values a forwarding field (its lower-case and canonical names) arrived
+// with, each followed by ", ", before writeHead appends waage's own element.
+func (f *forward) writePrior(w *writer, lower, canonical string) {
+	if f.r.Header == nil {
+		for _, hf := range f.fields {
+			if hf.Name == lower && hf.Value != "" {
+				w.WriteString(hf.Value)
+				w.WriteString(", ")
+			}
+		}
+		return
+	}
+	for _, v := range f.r.Header[canonical] {
+		if v != "" {
+			w.WriteString(v)
+			w.WriteString(", ")
+		}
+	}
+}
+
+// hasTrailersToken reports whether a TE value lists "trailers".
+func hasTrailersToken(v string) bool {
+	for t := range strings.SplitSeq(v, ",") {
+		if strings.EqualFold(strings.TrimSpace(t), "trailers") {
+			return true
+		}
+	}
+	return false
 }
 
 // removesString is headerOps.removes for a string name.

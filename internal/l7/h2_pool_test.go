@@ -413,3 +413,101 @@ func TestAddFields(t *testing.T) {
 		}
 	}
 }
+
+// TestH2FieldsToHTTP1: an HTTP/2 stream's fields reach an HTTP/1.1 server as they arrived, lower
+// case, the cookie crumbs a client split (Go's does) joined into one field (RFC 9113 section
+// 8.2.3), Expect: 100-continue answered by waage and not passed; the sticky cookie and a
+// header hash key, which read the request's header map, still pin the client.
+func TestH2FieldsToHTTP1(t *testing.T) {
+	answer := func(name string) func(c net.Conn, r *http.Request, body string, n int) bool {
+		return func(c net.Conn, r *http.Request, body string, n int) bool {
+			var head strings.Builder
+			r.Header.Write(&head)
+			msg := name + "\n" + head.String()
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
+			return true
+		}
+	}
+	// The raw head, as bytes: http.ReadRequest would canonicalise the names.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					var head strings.Builder
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						head.WriteString(line)
+						if line == "\r\n" {
+							break
+						}
+					}
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", head.Len(), head.String())
+				}
+			}()
+		}
+	}()
+	f := startH2Front(t, config.Backend{}, ln.Addr().String())
+	c := h2cClient()
+	req, _ := http.NewRequest("GET", "http://"+f.addr+"/fields", nil)
+	req.Header.Set("Cookie", "a=1; b=2; c=3")
+	req.Header.Set("X-Custom", "v1")
+	req.Header.Add("X-Custom", "v2")
+	_, head := getBody(t, c, req)
+	if strings.Count(head, "cookie: ") != 1 || !strings.Contains(head, "\r\ncookie: a=1; b=2; c=3\r\n") {
+		t.Fatalf("cookies not joined into one field:\n%s", head)
+	}
+	if !strings.Contains(head, "\r\nx-custom: v1\r\nx-custom: v2\r\n") || strings.Count(head, "\r\nHost: ") != 1 || strings.Contains(head, "\r\nhost:") {
+		t.Fatalf("fields not passed as they arrived:\n%s", head)
+	}
+
+	// Sticky cookie and header hash with HTTP/2 clients.
+	s1 := startScriptedBackend(t, answer("s1"))
+	s2 := startScriptedBackend(t, answer("s2"))
+	sticky := startH2Front(t, config.Backend{Sticky: &config.Sticky{Cookie: "srv"}}, s1.addr, s2.addr)
+	resp, body := getBody(t, c, mustReq("GET", "http://"+sticky.addr+"/"))
+	first, _, _ := strings.Cut(body, "\n")
+	var pin *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "srv" {
+			pin = ck
+		}
+	}
+	if pin == nil {
+		t.Fatalf("no sticky cookie in %v", resp.Header)
+	}
+	for range 6 {
+		req := mustReq("GET", "http://"+sticky.addr+"/")
+		req.Header.Set("Cookie", "other=x; srv="+pin.Value)
+		_, body := getBody(t, c, req)
+		if got, _, _ := strings.Cut(body, "\n"); got != first {
+			t.Fatalf("sticky request went to %s, pinned to %s", got, first)
+		}
+	}
+	hashed := startH2Front(t, config.Backend{Algorithm: "hash", HashKey: "header:x-user"}, s1.addr, s2.addr)
+	seen := map[string]string{}
+	for i := range 12 {
+		user := fmt.Sprintf("u%d", i%4)
+		req := mustReq("GET", "http://"+hashed.addr+"/")
+		req.Header.Set("X-User", user)
+		_, body := getBody(t, c, req)
+		got, _, _ := strings.Cut(body, "\n")
+		if prev, ok := seen[user]; ok && prev != got {
+			t.Fatalf("user %s went to %s and %s", user, prev, got)
+		}
+		seen[user] = got
+	}
+}

@@ -99,11 +99,11 @@ func (lim *RequestLimits) allowH2(f *forward, now time.Time) (bool, time.Duratio
 	rl := lim.Rate
 	switch lim.rateKind {
 	case rateByHeader:
-		if v := f.r.Header.Values(lim.rateName); len(v) > 0 {
+		if v := f.header().Values(lim.rateName); len(v) > 0 {
 			return rl.ByKey.Allow(v[0], now)
 		}
 	case rateByCookie:
-		if c, err := f.r.Cookie(lim.rateName); err == nil {
+		if c, err := f.cookie(lim.rateName); err == nil {
 			return rl.ByKey.Allow(c.Value, now)
 		}
 	}
