@@ -504,6 +504,30 @@ func (s *Stream) Write(p []byte) (int, error) {
 	if err := s.writableLocked(); err != nil {
 		return 0, err
 	}
+	return s.writeLocked(p)
+}
+
+// WriteHeaderData is WriteHeader(status, false) and Write(p) in one: the connection's lock is
+// taken once, which matters for the many short answers a proxy relays.
+func (s *Stream) WriteHeaderData(status int, p []byte) (int, error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := s.writableLocked(); err != nil {
+		return 0, err
+	}
+	if s.wroteHeader {
+		return 0, errWroteHeader
+	}
+	if status < 200 {
+		return 0, errors.New("h2srv: WriteHeaderData with an informational status")
+	}
+	s.setStatusLocked(status)
+	return s.writeLocked(p)
+}
+
+func (s *Stream) writeLocked(p []byte) (int, error) {
+	c := s.c
 	if !s.wroteHeader {
 		s.setStatusLocked(200)
 	}
@@ -674,7 +698,10 @@ func (s *Stream) finish() {
 	s.fields = nil
 	clear(s.fieldBuf[:])
 	c.ensureFlushLocked()
+	c.handlers--
+	if c.handlers == 0 && c.dead {
+		c.cond.Broadcast() // Serve waits for the last handler
+	}
 	c.mu.Unlock()
 	s.ctx.cancel(nil)
-	c.wg.Done()
 }

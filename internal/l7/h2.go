@@ -224,19 +224,25 @@ func (hh *h2Handler) ServeH2(st *h2srv.Stream) {
 	f.fields = st.Fields()
 	call.w.w, call.w.s = h2Response{st}, st
 	f.serve(&call.w)
-	if call.w.finished {
+	if call.w.status != 0 {
+		st.WriteHeader(call.w.status, false) // a head without a body, still waiting
+	}
+	if call.w.finished && len(call.w.trailer) > 0 {
 		// The response ends only now, after the forward's deferred work (the server connection
 		// back in its pool, the server released): a client that sends its next request on
-		// seeing the end finds the connection there to reuse.
+		// seeing the end finds the connection there to reuse. Without trailers the stream's
+		// end (when ServeH2 returns) closes it the same way.
 		st.Close(call.w.trailer)
 	}
 }
+
 
 // h2Writer answers a stream.
 type h2Writer struct {
 	w        h2Response // the stream as Error writes to it
 	s        *h2srv.Stream
 	stream   bool        // flush every write (see streams)
+	status   int         // a status WriteHead left for the first WriteBody (or ServeH2) to send
 	finished bool        // Finish was called: ServeH2 ends the stream with trailer
 	trailer  http.Header // from Finish
 }
@@ -261,18 +267,27 @@ func (hw *h2Writer) WriteHead(status int, more, stream bool) error {
 	hw.stream = stream
 	// The HEADERS frame waits for the body, the trailers or the end: a gRPC Trailers-Only answer
 	// (grpc-status in the one HEADERS frame) stays a single frame with END_STREAM, and a head of
-	// known length leaves with its body.
+	// known length leaves with its body. The status itself waits for the first piece of the
+	// body, so that both take the stream's connection lock once (WriteHeaderData).
+	if !more || !stream {
+		hw.status = status
+		return nil
+	}
 	if err := hw.s.WriteHeader(status, false); err != nil {
 		return err
-	}
-	if !more || !stream {
-		return nil
 	}
 	return hw.s.Flush()
 }
 
 func (hw *h2Writer) WriteBody(p []byte) error {
-	if _, err := hw.s.Write(p); err != nil {
+	var err error
+	if hw.status != 0 {
+		_, err = hw.s.WriteHeaderData(hw.status, p)
+		hw.status = 0
+	} else {
+		_, err = hw.s.Write(p)
+	}
+	if err != nil {
 		return err
 	}
 	if !hw.stream {

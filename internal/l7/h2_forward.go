@@ -692,6 +692,7 @@ func errorBody(status int, msg string) string {
 // Error answers a stream with a proxy-made status; a gRPC call gets it as a Trailers-Only
 // answer (see grpcError).
 func (hw *h2Writer) Error(f *forward, status int, msg string) {
+	hw.status = 0 // a head still waiting gives way to the error
 	if isGRPC(f.header()) {
 		hw.grpcError(f, status, msg)
 		return
