@@ -236,7 +236,6 @@ func (hh *h2Handler) ServeH2(st *h2srv.Stream) {
 	}
 }
 
-
 // h2Writer answers a stream.
 type h2Writer struct {
 	w        h2Response // the stream as Error writes to it
