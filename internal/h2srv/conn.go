@@ -1168,7 +1168,8 @@ func (c *Conn) newStreamLocked() error {
 		}
 		return nil
 	}
-	s := &Stream{
+	s := streams.Get().(*Stream)
+	*s = Stream{
 		c:          c,
 		id:         id,
 		method:     hb.method,

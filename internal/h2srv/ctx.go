@@ -13,7 +13,9 @@ import (
 // and allocated its done channel, several percent of the CPU per HTTP/2 request.
 type streamCtx struct {
 	parent context.Context
-	mu     sync.Mutex
+	// stopParent unregisters init's AfterFunc on a cancelable parent; nil otherwise.
+	stopParent func() bool
+	mu         sync.Mutex
 	done   chan struct{} // made on the first Done, or closedChan when canceled before
 	err    error
 	after  []*afterEntry
@@ -67,8 +69,14 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (c *streamCtx) init(parent context.Context) {
 	c.parent = parent
 	if parent.Done() != nil { // a cancelable base context cancels the streams too
-		context.AfterFunc(parent, func() { c.cancel(parent.Err()) })
+		c.stopParent = context.AfterFunc(parent, func() { c.cancel(parent.Err()) })
 	}
+}
+
+// release reports whether nothing of the context's own holds it any more (after cancel): the
+// parent's AfterFunc, when there is one, is unregistered.
+func (c *streamCtx) release() bool {
+	return c.stopParent == nil || c.stopParent()
 }
 
 func (c *streamCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }

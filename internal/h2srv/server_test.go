@@ -773,3 +773,81 @@ func TestAddField(t *testing.T) {
 		t.Fatal("a response longer than its content-length arrived whole")
 	}
 }
+
+// TestRecycle: streams whose handlers call Recycle are reused for later streams, and a reused
+// stream carries nothing of its last request: concurrent requests with bodies, fields, trailers
+// and client resets each get their own answer.
+func TestRecycle(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[*Stream]int{}
+	ts := startServer(t, nil, HandlerFunc(func(s *Stream) {
+		mu.Lock()
+		seen[s]++
+		mu.Unlock()
+		r := s.BareRequest()
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			s.Recycle()
+			return
+		}
+		if r.URL.Path == "/slow" {
+			<-s.Context().Done() // the client resets it
+			s.Recycle()
+			return
+		}
+		var x string
+		for _, f := range s.Fields() {
+			if f.Name == "x-n" {
+				x = f.Value
+			}
+		}
+		s.AddField([]byte("X-Echo"), []byte(x))
+		tr := r.Trailer.Get("X-T")
+		s.WriteHeaderData(200, []byte(r.URL.Path+" "+string(body)+" "+tr))
+		s.Recycle()
+	}), false)
+	c := &http.Client{Timeout: 20 * time.Second, Transport: h2cTransport()}
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for i := range 400 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%10 == 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+				defer cancel()
+				req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ts.addr+"/slow", nil)
+				if resp, err := c.Do(req); err == nil {
+					resp.Body.Close()
+					errs <- fmt.Errorf("/slow answered %d", resp.StatusCode)
+				}
+				return
+			}
+			n := strconv.Itoa(i)
+			req, _ := http.NewRequest("POST", "http://"+ts.addr+"/"+n, io.MultiReader(strings.NewReader("body-"), strings.NewReader(n)))
+			req.Header.Set("X-N", n)
+			req.Trailer = http.Header{"X-T": {"t" + n}}
+			resp, err := c.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := "/" + n + " body-" + n + " t" + n; err != nil || string(b) != want || resp.Header.Get("X-Echo") != n {
+				errs <- fmt.Errorf("%d: %q (echo %q) %v, want %q", i, b, resp.Header.Get("X-Echo"), err, want)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) >= 400 {
+		t.Errorf("400 streams used %d distinct streams: none was reused", len(seen))
+	}
+	t.Logf("400 streams used %d distinct streams", len(seen))
+}

@@ -210,10 +210,18 @@ type h2Call struct {
 	w h2Writer
 }
 
+// h2Calls recycles the calls of streams served through waage's own server connections. Nothing
+// holds a call once ServeH2 returns then: the cancellation hook is unregistered, the request
+// body's copy has finished, and the sink's calls are synchronous. A forward that went through
+// an http2.Transport is left to the collector (forward.shared): the transport's goroutines may
+// still read the request body. Reusing calls saves the larger half of the memory allocated per
+// proxied HTTP/2 request, and with it about half of the garbage collector's cycles.
+var h2Calls = sync.Pool{New: func() any { return new(h2Call) }}
+
 func (hh *h2Handler) ServeH2(st *h2srv.Stream) {
 	cc := hh.cc
 	h := cc.s.h.Load()
-	call := new(h2Call)
+	call := h2Calls.Get().(*h2Call)
 	f := &call.f
 	f.h, f.s = h, cc.s
 	f.remote, f.scheme = cc.remote, cc.scheme(h)
@@ -233,6 +241,11 @@ func (hh *h2Handler) ServeH2(st *h2srv.Stream) {
 		// seeing the end finds the connection there to reuse. Without trailers the stream's
 		// end (when ServeH2 returns) closes it the same way.
 		st.Close(call.w.trailer)
+	}
+	if !f.shared {
+		st.Recycle() // as the call: nothing holds the stream, its request or context now
+		*call = h2Call{}
+		h2Calls.Put(call)
 	}
 }
 

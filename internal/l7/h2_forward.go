@@ -67,6 +67,8 @@ type forward struct {
 	// outbox writes requests to HTTP/1.1 servers in batches with those of the client
 	// connection's other streams; nil for HTTP/1.1 clients.
 	outbox *rawio.Outbox
+	// shared is set when something that may outlive the forward holds parts of it.
+	shared bool
 }
 
 // sink is where a forward writes its answer: an HTTP/2 stream or an HTTP/1.1 connection.
@@ -255,6 +257,9 @@ func (f *forward) serve(sk sink) {
 		f.proxyPooled(sk)
 		return
 	}
+	// The transport's goroutines may still hold the request's body (and f.recv) after the
+	// answer: this forward is not to be reused (see h2Calls).
+	f.shared = true
 	f.proxy(sk)
 }
 
