@@ -16,10 +16,10 @@ type streamCtx struct {
 	// stopParent unregisters init's AfterFunc on a cancelable parent; nil otherwise.
 	stopParent func() bool
 	mu         sync.Mutex
-	done   chan struct{} // made on the first Done, or closedChan when canceled before
-	err    error
-	after  []*afterEntry
-	inline [2]*afterEntry // after's first array: registering costs no allocation
+	done       chan struct{} // made on the first Done, or closedChan when canceled before
+	err        error
+	after      []*afterEntry
+	inline     [2]*afterEntry // after's first array: registering costs no allocation
 }
 
 // afterEntry is one function registered with AfterFunc, or one Hook.
