@@ -2,12 +2,16 @@ package l7
 
 import (
 	"bytes"
+	"encoding/binary"
+	"io"
 	"net"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/config"
+	"golang.org/x/net/http2"
 )
 
 // rawBackend answers every request on every connection with a fixed response, reading heads with
@@ -126,5 +130,101 @@ func TestProxyAllocations(t *testing.T) {
 	t.Logf("%.2f allocations per request (whole process)", per)
 	if per > 1 {
 		t.Errorf("%.2f allocations per proxied request; the hot path should allocate nothing", per)
+	}
+}
+
+// TestH2ProxyAllocations guards the HTTP/2 hot path the same way: a stream of an h2c client to
+// an HTTP/1.1 server allocates nothing per request once the pools are warm (the stream and its
+// forward are recycled, the fields go out from the stream's own arrays). The client is written
+// by hand so that it allocates nothing itself: its request block is static-table entries and
+// one dynamic-table entry, as a browser's or h2load's requests look after the first.
+func TestH2ProxyAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector (sync.Pool drops items)")
+	}
+	resp := "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
+	f := startH2Front(t, config.Backend{}, rawBackend(t, resp), rawBackend(t, resp))
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	frame := func(b []byte, typ, flags byte, id uint32, payload []byte) []byte {
+		n := len(payload)
+		b = append(b, byte(n>>16), byte(n>>8), byte(n), typ, flags, byte(id>>24), byte(id>>16), byte(id>>8), byte(id))
+		return append(b, payload...)
+	}
+	out := append([]byte(http2.ClientPreface), 0, 0, 0, 4, 0, 0, 0, 0, 0) // preface, SETTINGS
+	if _, err := c.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	// GET http://x/: :method GET, :scheme http, :path / from the static table; :authority x
+	// added to the dynamic table by the first request (index 62) and referenced after.
+	first := []byte{0x82, 0x86, 0x84, 0x41, 0x01, 'x'}
+	later := []byte{0x82, 0x86, 0x84, 0xbe}
+	var (
+		hdr  [9]byte
+		win  [4]byte
+		in   = make([]byte, 1<<16)
+		wbuf = make([]byte, 0, 256)
+		id   uint32
+	)
+	do := func() {
+		id += 2
+		block := later
+		if id == 1 {
+			block = first
+		}
+		wbuf = frame(wbuf[:0], 1, 0x5, id, block) // HEADERS, END_STREAM|END_HEADERS
+		if _, err := c.Write(wbuf); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, err := io.ReadFull(c, hdr[:]); err != nil {
+				t.Fatal(err)
+			}
+			n := int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2])
+			typ, flags, sid := hdr[3], hdr[4], binary.BigEndian.Uint32(hdr[5:])&0x7fffffff
+			if _, err := io.ReadFull(c, in[:n]); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case typ == 4 && flags&1 == 0: // SETTINGS: acknowledge
+				wbuf = frame(wbuf[:0], 4, 1, 0, nil)
+			case typ == 6 && flags&1 == 0: // PING
+				wbuf = frame(wbuf[:0], 6, 1, 0, in[:8])
+			case typ == 0 && n > 0: // DATA: give the window back
+				wbuf = frame(wbuf[:0], 8, 0, 0, binary.BigEndian.AppendUint32(win[:0], uint32(n)))
+			case typ == 3 || typ == 7:
+				t.Fatalf("stream %d: frame type %d (reset or GOAWAY)", sid, typ)
+			default:
+				wbuf = wbuf[:0]
+			}
+			if len(wbuf) > 0 {
+				if _, err := c.Write(wbuf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if sid == id && flags&1 != 0 && (typ == 0 || typ == 1) {
+				return // END_STREAM on our stream
+			}
+		}
+	}
+	id = ^uint32(0) // the first do makes it 1
+	for range 200 {
+		do()
+	}
+	const n = 2000
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range n {
+		do()
+	}
+	runtime.ReadMemStats(&after)
+	per := float64(after.Mallocs-before.Mallocs) / n
+	t.Logf("%.2f allocations per HTTP/2 request (whole process)", per)
+	if per > 1 {
+		t.Errorf("%.2f allocations per proxied HTTP/2 request; the hot path should allocate nothing", per)
 	}
 }
