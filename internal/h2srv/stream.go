@@ -167,9 +167,10 @@ func (s *Stream) RequestHeader() http.Header {
 // it must not call it.
 func (s *Stream) Recycle() { s.recycle = true }
 
-// streams holds recycled streams (see Recycle). A stream is a few kilobytes with its arrays for
-// the usual request and response fields; reused, the garbage collector runs half as often under
-// a proxy's load.
+// streams holds recycled streams (see Recycle). A stream is nearly two kilobytes with its arrays
+// for the usual request and response fields; with streams and l7's forwards reused, h2load
+// through waage to HTTP/1.1 servers ran the garbage collector 2 times per 300,000 requests
+// instead of 32.
 var streams = sync.Pool{New: func() any { return new(Stream) }}
 
 // runStream runs the handler of a stream and closes what it left open.
