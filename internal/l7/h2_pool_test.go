@@ -429,38 +429,10 @@ func TestH2FieldsToHTTP1(t *testing.T) {
 		}
 	}
 	// The raw head, as bytes: http.ReadRequest would canonicalise the names.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					var head strings.Builder
-					for {
-						line, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						head.WriteString(line)
-						if line == "\r\n" {
-							break
-						}
-					}
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", head.Len(), head.String())
-				}
-			}()
-		}
-	}()
-	f := startH2Front(t, config.Backend{}, ln.Addr().String())
+	echo := rawBackendFunc(t, func(head []byte) []byte {
+		return fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(head), head)
+	})
+	f := startH2Front(t, config.Backend{}, echo)
 	c := h2cClient()
 	req, _ := http.NewRequest("GET", "http://"+f.addr+"/fields", nil)
 	req.Header.Set("Cookie", "a=1; b=2; c=3")
