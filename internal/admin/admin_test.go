@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
@@ -23,6 +24,7 @@ import (
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/config"
 	"github.com/waage/waage/internal/guard"
+	"github.com/waage/waage/internal/h2srv"
 	"github.com/waage/waage/internal/vrrp"
 )
 
@@ -413,6 +415,47 @@ etcd: {password: K6, username: u}
 		if !strings.Contains(string(out), kept) {
 			t.Errorf("%q is missing:\n%s", kept, out)
 		}
+	}
+}
+
+// h2Source is a fake Source with the HTTP/2 server's counters.
+type h2Source struct {
+	*fakeSource
+	st h2srv.Stats
+}
+
+func (s *h2Source) H2Stats() *h2srv.Stats { return &s.st }
+
+// TestMetricsHTTP2: a Source with HTTP/2 counters gets waage_http2_streams_total and a series of
+// waage_http2_events_total for every event, zeros included; one without gets neither.
+func TestMetricsHTTP2(t *testing.T) {
+	src := &h2Source{fakeSource: newFakeSource()}
+	src.st.Streams.Add(7)
+	src.st.ResetFloods.Add(2)
+	src.st.HeadersTooBig.Add(1)
+	fams := func(src Source) map[string]*dto.MetricFamily {
+		s := newTestServer(t, src, config.Admin{Listen: "127.0.0.1:9900"}, nil)
+		w := do(s, local, "GET", "/metrics", "", "")
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(w.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fams
+	}
+	got := fams(src)
+	if v := got["waage_http2_streams_total"].GetMetric()[0].GetCounter().GetValue(); v != 7 {
+		t.Errorf("waage_http2_streams_total = %g, want 7", v)
+	}
+	events := map[string]float64{}
+	for _, m := range got["waage_http2_events_total"].GetMetric() {
+		events[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+	}
+	if len(events) != 12 || events["reset_flood"] != 2 || events["header_too_large"] != 1 || events["ping_timeout"] != 0 {
+		t.Errorf("waage_http2_events_total: %v", events)
+	}
+	if plain := fams(newFakeSource()); plain["waage_http2_streams_total"] != nil || plain["waage_http2_events_total"] != nil {
+		t.Error("HTTP/2 series without HTTP/2 counters")
 	}
 }
 

@@ -3,11 +3,13 @@ package admin
 import (
 	"runtime"
 	"slices"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/guard"
+	"github.com/waage/waage/internal/h2srv"
 	"github.com/waage/waage/internal/vrrp"
 )
 
@@ -76,6 +78,8 @@ var (
 	descSrvChecks    = desc("server_health_checks_total", "Active health checks run against the server.", srvLabels...)
 	descSrvCheckOK   = desc("server_health_check_success", "1 when the latest active health check passed, 0 when it failed (absent before the first).", srvLabels...)
 	descSrvCheckDur  = desc("server_health_check_duration_seconds", "How long the active health checks took.", srvLabels...)
+	descH2Streams    = desc("http2_streams_total", "Requests that arrived on HTTP/2 client connections (streams handed to the router), all frontends together.")
+	descH2Events     = desc("http2_events_total", "What the HTTP/2 server's limits and checks cut, all frontends together, by event: refused_stream, stream_error, conn_error, reset_flood, header_flood, header_too_large, empty_flood, control_flood, ping_timeout, idle_close, write_timeout, header_timeout.", "event")
 	// Not "instance": Prometheus gives every scraped series an instance label of its own (the
 	// target), and would rename this one to exported_instance.
 	vrrpLabels       = []string{"vrrp_instance"}
@@ -116,6 +120,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	c.collectProtection(ch)
+	if hs, ok := c.src.(H2StatsSource); ok {
+		collectH2(ch, hs.H2Stats())
+	}
 	c.collectVRRP(ch)
 	c.collectCluster(ch)
 	seen := map[backend.Key]bool{}
@@ -217,6 +224,29 @@ func (c *collector) collectProtection(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descDenied, prometheus.GaugeValue, float64(len(c.src.Denied())))
+}
+
+// H2StatsSource is a Source that also has the HTTP/2 server's counters (waage_http2_*).
+type H2StatsSource interface {
+	H2Stats() *h2srv.Stats
+}
+
+// collectH2 reads the HTTP/2 server's counters; every event has a series, zeros included.
+func collectH2(ch chan<- prometheus.Metric, st *h2srv.Stats) {
+	ch <- prometheus.MustNewConstMetric(descH2Streams, prometheus.CounterValue, float64(st.Streams.Load()))
+	for _, e := range []struct {
+		name string
+		v    *atomic.Uint64
+	}{
+		{"refused_stream", &st.RefusedStreams}, {"stream_error", &st.StreamErrors},
+		{"conn_error", &st.ConnErrors}, {"reset_flood", &st.ResetFloods},
+		{"header_flood", &st.HeaderFloods}, {"header_too_large", &st.HeadersTooBig},
+		{"empty_flood", &st.EmptyFloods}, {"control_flood", &st.ControlFloods},
+		{"ping_timeout", &st.PingTimeouts}, {"idle_close", &st.IdleCloses},
+		{"write_timeout", &st.WriteTimeouts}, {"header_timeout", &st.HeaderTimeouts},
+	} {
+		ch <- prometheus.MustNewConstMetric(descH2Events, prometheus.CounterValue, float64(e.v.Load()), e.name)
+	}
 }
 
 // collectVRRP reads every VRRP instance's state, effective priority and transitions.

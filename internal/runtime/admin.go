@@ -9,12 +9,19 @@ import (
 	"github.com/waage/waage/internal/admin"
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/config"
+	"github.com/waage/waage/internal/h2srv"
 	"github.com/waage/waage/internal/l4"
 	"github.com/waage/waage/internal/l7"
 )
 
-// The Runtime is the admin API's Source.
-var _ admin.Source = (*Runtime)(nil)
+// The Runtime is the admin API's Source, with the HTTP/2 server's counters.
+var (
+	_ admin.Source        = (*Runtime)(nil)
+	_ admin.H2StatsSource = (*Runtime)(nil)
+)
+
+// H2Stats are the HTTP/2 server's counters, over all frontends (waage_http2_*).
+func (r *Runtime) H2Stats() *h2srv.Stats { return &l7.H2Stats }
 
 // Config returns the running configuration (nil before the first Apply). It must not be
 // changed.

@@ -141,6 +141,14 @@ func TestE2EProtectH2RapidReset(t *testing.T) {
 	if n := guardOf(t, rt, "web").Refused[guard.H2Abuse].Load(); n == 0 {
 		t.Error("the abuse was not counted as h2_abuse")
 	}
+	// The HTTP/2 server's own counters (process-wide: other tests may add to them).
+	fams := scrape(t, startAdminAPI(t, rt, "", nil))
+	if got := metricValue(fams, "waage_http2_events_total", "event", "reset_flood"); got < 1 {
+		t.Errorf(`waage_http2_events_total{event="reset_flood"} = %g, want at least 1`, got)
+	}
+	if got := metricValue(fams, "waage_http2_streams_total"); got < 1 {
+		t.Errorf("waage_http2_streams_total = %g: the flood's first streams reached the router", got)
+	}
 }
 
 // TestE2EProtectH2ContinuationFlood: a HEADERS frame followed by endless CONTINUATION frames is
