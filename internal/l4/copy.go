@@ -25,8 +25,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // Two plain TCP sockets go to the event loops of package relay (splice for bulk transfers);
 // anything else (a terminated TLS connection) is copied by two goroutines through buffers.
 //
-// It returns the bytes moved client to server (up) and back (down), and how the session ended
-// (the relay does not tell an idle timeout from a close).
+// It returns the bytes moved client to server (up) and back (down), and how the session ended.
 func proxyCopy(tc *tcpConn, client, server net.Conn, idle time.Duration) (up, down int64, term string) {
 	ct, ok1 := client.(*net.TCPConn)
 	st, ok2 := server.(*net.TCPConn)
@@ -35,7 +34,7 @@ func proxyCopy(tc *tcpConn, client, server net.Conn, idle time.Duration) (up, do
 			tc.setSession(s)
 			s.Wait()
 			up, down = s.Bytes()
-			return up, down, copyTermination(tc.isClosed())
+			return up, down, relayTermination(tc.isClosed(), s.Ended())
 		}
 	}
 	var act activity

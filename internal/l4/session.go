@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/waage/waage/internal/relay"
 )
 
 // Session is one finished L4 session, a TCP connection or a UDP flow, as the access log writes
@@ -61,6 +63,19 @@ func dialTermination(err error) string {
 		return TermNoServer
 	}
 	return TermConnectFailed
+}
+
+// relayTermination names how a relayed session ended.
+func relayTermination(shutdown bool, why relay.End) string {
+	switch {
+	case shutdown:
+		return TermShutdown
+	case why == relay.EndIdle:
+		return TermIdle
+	case why == relay.EndError:
+		return TermError
+	}
+	return TermClosed
 }
 
 // copyTermination names how a copied session ended from the errors of its two directions.

@@ -66,8 +66,10 @@ type Session struct {
 
 	killed atomic.Bool
 	done   chan struct{}
-	// Bytes moved client to server and back; final once Wait returned.
+	// Bytes moved client to server and back, and how the session ended; final once Wait
+	// returned.
 	up, down int64
+	ended    End
 }
 
 // side is one socket of a session and the direction that writes into it.
@@ -262,6 +264,12 @@ func (s *Session) Bytes() (up, down int64) {
 	return s.up, s.down
 }
 
+// Ended tells how the session ended; it waits for the end.
+func (s *Session) Ended() End {
+	<-s.done
+	return s.ended
+}
+
 // Close ends the session now, closing both sockets. It does not wait.
 func (s *Session) Close() {
 	if s.killed.Swap(true) {
@@ -377,7 +385,7 @@ func (l *loop) drain() {
 			}
 		}
 		if err != nil {
-			l.end(s)
+			l.end(s, EndError)
 			continue
 		}
 		if s.idle > 0 {
@@ -389,7 +397,7 @@ func (l *loop) drain() {
 		l.pump(&s.b)
 	}
 	for _, s := range kills {
-		l.end(s)
+		l.end(s, EndKilled)
 	}
 }
 
@@ -402,7 +410,7 @@ func (l *loop) scan() {
 			continue
 		}
 		if l.now-s.last >= s.idle {
-			l.end(s)
+			l.end(s, EndIdle)
 			continue
 		}
 		next = min(next, s.idle/4)
@@ -410,12 +418,12 @@ func (l *loop) scan() {
 	l.nextScan = l.now + max(next, int64(time.Millisecond))
 }
 
-// end closes both sockets and reports the session done.
-func (l *loop) end(s *Session) {
+// end closes both sockets and reports the session done, ended as why says.
+func (l *loop) end(s *Session, why End) {
 	if s.closed {
 		return
 	}
-	s.closed = true
+	s.closed, s.ended = true, why
 	delete(l.sessions, s)
 	for _, d := range []*side{&s.a, &s.b} {
 		if l.fds[int32(d.fd)] == d {
@@ -440,7 +448,7 @@ func (l *loop) flush(d *side) {
 			return // the next EPOLLOUT edge
 		}
 		if err != nil {
-			l.end(s)
+			l.end(s, EndError)
 			return
 		}
 		d.out = d.out[n:]
@@ -457,7 +465,7 @@ func (l *loop) flush(d *side) {
 			return
 		}
 		if err != nil || n == 0 {
-			l.end(s)
+			l.end(s, EndError)
 			return
 		}
 		d.piped -= int(n)
@@ -478,12 +486,12 @@ func (l *loop) passEOF(src *side) {
 	if !dst.wclosed {
 		dst.wclosed = true
 		if err := unix.Shutdown(dst.fd, unix.SHUT_WR); err != nil {
-			l.end(src.s)
+			l.end(src.s, EndError)
 			return
 		}
 	}
 	if src.done() && dst.done() {
-		l.end(src.s)
+		l.end(src.s, EndClosed)
 	}
 }
 
@@ -514,7 +522,7 @@ func (l *loop) pump(src *side) {
 			src.readable = false
 			return
 		case err != nil:
-			l.end(s)
+			l.end(s, EndError)
 			return
 		case n == 0:
 			src.eof = true

@@ -23,3 +23,4 @@ func (s *Session) Wait()                   {}
 func (s *Session) Done() <-chan struct{}   { return nil }
 func (s *Session) Bytes() (up, down int64) { return 0, 0 }
 func (s *Session) Close()                  {}
+func (s *Session) Ended() End              { return EndClosed }

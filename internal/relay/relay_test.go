@@ -119,6 +119,9 @@ func TestHalfClose(t *testing.T) {
 			if up, down := s.Bytes(); up != int64(len(tc.data)) || down != 9 {
 				t.Errorf("Bytes = %d up, %d down; want %d, 9", up, down, len(tc.data))
 			}
+			if e := s.Ended(); e != EndClosed {
+				t.Errorf("Ended = %d, want EndClosed", e)
+			}
 		})
 	}
 }
@@ -207,6 +210,9 @@ func TestIdle(t *testing.T) {
 	if d < idle-50*time.Millisecond || d > 3*idle {
 		t.Errorf("idle session ended after %s, want %s to %s", d, idle, 3*idle)
 	}
+	if e := quiet.Ended(); e != EndIdle {
+		t.Errorf("idle session: Ended = %d, want EndIdle", e)
+	}
 	time.Sleep(2 * idle)
 	select {
 	case <-busy.Done():
@@ -237,6 +243,9 @@ func TestCloseAndReset(t *testing.T) {
 	client, server, s := relayed(t, time.Minute, nil)
 	s.Close()
 	waitDone(t, s, 5*time.Second)
+	if e := s.Ended(); e != EndKilled {
+		t.Errorf("closed session: Ended = %d, want EndKilled", e)
+	}
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := client.Read(make([]byte, 1)); err == nil {
 		t.Error("client read data after Close")
@@ -254,6 +263,9 @@ func TestCloseAndReset(t *testing.T) {
 		t.Error("client read data after the server's reset")
 	}
 	waitDone(t, s, 5*time.Second)
+	if e := s.Ended(); e != EndError {
+		t.Errorf("reset session: Ended = %d, want EndError", e)
+	}
 }
 
 // TestStartClosed: connections already closed are refused and nothing is taken over.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -45,6 +46,7 @@ frontends:
   - {name: tcp, mode: tcp, listen: ["127.0.0.1:0"], backend: echo}
   - {name: closed, mode: tcp, listen: ["127.0.0.1:0"], backend: off}
   - {name: dns, mode: udp, listen: ["127.0.0.1:0"], backend: uecho, timeouts: {client_idle: 300ms}}
+  - {name: quiet, mode: tcp, listen: ["127.0.0.1:0"], backend: echo, timeouts: {client_idle: 300ms}}
 backends:
   - {name: h, servers: [{name: h1, address: %q}]}
   - {name: echo, servers: [{name: e1, address: %q}]}
@@ -75,6 +77,16 @@ backends:
 		}
 	}
 	dialRaw(t, feAddr(t, rt, "web")).mustDo(t, get("/", "app.test"))
+	// A TCP session that goes silent after the greeting is ended by the idle timeout.
+	qc, err := net.DialTimeout("tcp", feAddr(t, rt, "quiet"), ioTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qc.SetDeadline(time.Now().Add(ioTimeout))
+	if got, err := io.ReadAll(qc); string(got) != "e\n" || err != nil {
+		t.Errorf("quiet session read %q, %v; want the greeting, then the close", got, err)
+	}
+	qc.Close()
 	// The flow ends after its idle timeout.
 	waitFor(t, 5*time.Second, "the udp flow to expire", func() bool { return udpServerOf(t, rt, "dns").FlowCount() == 0 })
 
@@ -107,7 +119,10 @@ backends:
 	if httpLines != 1 {
 		t.Errorf("%d http lines, want 1:\n%s", httpLines, data)
 	}
-	sort.Slice(sessions, func(i, j int) bool { return sessions[i].BytesIn < sessions[j].BytesIn })
+	sort.Slice(sessions, func(i, j int) bool {
+		a, b := sessions[i], sessions[j]
+		return a.BytesIn < b.BytesIn || a.BytesIn == b.BytesIn && a.Frontend < b.Frontend
+	})
 	// Greeting "e\n", the echo "e LINE\n" and the goodbye "e bye\n" go out; "LINE\n" comes in.
 	var got []string
 	for _, l := range sessions {
@@ -115,6 +130,7 @@ backends:
 	}
 	want := []string{
 		"tcp closed off/ in=0 out=0 no_server",
+		"tcp quiet echo/e1 in=0 out=2 idle_timeout",
 		fmt.Sprintf("tcp tcp echo/e1 in=5 out=%d closed", len("e\ne ping\ne bye\n")),
 		"udp dns uecho/u1 in=8 out=12 idle_timeout",
 		fmt.Sprintf("tcp tcp echo/e1 in=12 out=%d closed", len("e\ne hello world\ne bye\n")),
