@@ -173,6 +173,7 @@ func (g *Guard) Slot(stop <-chan struct{}) func() {
 }
 
 // Packet decides about a datagram from addr: access lists, deny list and packet_rate_per_source.
+// A datagram dropped for its rate counts against the source in the source table.
 func (g *Guard) Packet(addr netip.Addr, now time.Time) bool {
 	if !g.Allowed(addr, now) {
 		return false
@@ -183,9 +184,18 @@ func (g *Guard) Packet(addr netip.Addr, now time.Time) bool {
 	}
 	if ok, _ := p.packets.Allow(addr.Unmap(), now); !ok {
 		g.Refuse(PacketRate, addr, now)
+		g.src.see(addr.Unmap(), now.UnixNano()).Rejected.Add(1)
 		return false
 	}
 	return true
+}
+
+// OpenFlow counts a new UDP flow of addr in the source table, as Admit counts a connection but
+// without a limit (udp frontends limit datagrams, not flows). The flow's datagrams are counted
+// on the ticket's Source as its requests; Done ends the flow.
+func (g *Guard) OpenFlow(addr netip.Addr, now time.Time) *Ticket {
+	e, _ := g.src.admit(addr.Unmap(), now.UnixNano(), 0, 0)
+	return &Ticket{g: g, src: e}
 }
 
 // Sources returns the frontend's source table.

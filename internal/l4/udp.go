@@ -77,6 +77,9 @@ type flow struct {
 	h       *UDPHandler
 	start   time.Time
 	in, out atomic.Int64
+	// ticket counts the flow and its datagrams in the frontend's source table (top sources);
+	// nil without a guard.
+	ticket *guard.Ticket
 }
 
 // NewUDPServer serves pc with h.
@@ -154,6 +157,9 @@ func (s *UDPServer) datagram(p []byte, client netip.AddrPort) {
 			h.Logger.Debug("udp flow not opened", "frontend", h.Name, "client", client, "err", err)
 			return
 		}
+		if h.Guard != nil {
+			f.ticket = h.Guard.OpenFlow(client.Addr(), f.start)
+		}
 		s.flows[client] = f
 		s.Stats.Flows.Add(1)
 		s.Stats.FlowsOpened.Add(1)
@@ -162,6 +168,9 @@ func (s *UDPServer) datagram(p []byte, client netip.AddrPort) {
 	}
 	s.mu.Unlock()
 	f.last.Store(time.Now().UnixNano())
+	if f.ticket != nil {
+		f.ticket.Source().Requests.Add(1)
+	}
 	if !f.perPkt {
 		if _, err := f.up.Write(p); err != nil {
 			s.Stats.Dropped.Add(1)
@@ -292,6 +301,7 @@ func (s *UDPServer) endFlow(f *flow, term string) {
 		if f.srv != nil {
 			f.b.release(f.srv)
 		}
+		f.ticket.Done()
 		s.mu.Lock()
 		if s.flows[f.client] == f {
 			delete(s.flows, f.client)
