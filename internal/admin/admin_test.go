@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/waage/waage/internal/adminapi"
 	"github.com/waage/waage/internal/backend"
 	"github.com/waage/waage/internal/config"
 	"github.com/waage/waage/internal/guard"
@@ -205,7 +206,7 @@ func TestAuthRules(t *testing.T) {
 				t.Errorf("401 without WWW-Authenticate: Bearer: %q", w.Header())
 			}
 			if w.Code >= 400 {
-				var e errorJSON
+				var e adminapi.Error
 				if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error == "" {
 					t.Errorf("error answer is not {\"error\": ...}: %q", w.Body)
 				}
@@ -272,7 +273,7 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s %s %s: %d, want %d: %s", tt.method, tt.target, tt.body, w.Code, tt.want, w.Body)
 			continue
 		}
-		var e errorJSON
+		var e adminapi.Error
 		if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || !strings.Contains(e.Error, tt.msg) {
 			t.Errorf("%s %s: body %q, want an error containing %q", tt.method, tt.target, w.Body, tt.msg)
 		}
@@ -288,13 +289,13 @@ func TestChanges(t *testing.T) {
 	s := newTestServer(t, src, config.Admin{Listen: "127.0.0.1:9900", Token: "t"}, nil)
 	for _, action := range []string{"drain", "maintenance", "ready"} {
 		w := do(s, local, "POST", "/api/backends/web/servers/s2/"+action, "t", "")
-		var got serverJSON
+		var got adminapi.Server
 		if err := json.Unmarshal(w.Body.Bytes(), &got); w.Code != 200 || err != nil || got.State != action || got.Name != "s2" {
 			t.Errorf("%s: %d %q", action, w.Code, w.Body)
 		}
 	}
 	w := do(s, local, "PUT", "/api/backends/web/servers/s2/weight", "t", `{"weight": 7}`)
-	var got serverJSON
+	var got adminapi.Server
 	if err := json.Unmarshal(w.Body.Bytes(), &got); w.Code != 200 || err != nil || got.Weight != 7 || got.EffectiveWeight != 7 {
 		t.Errorf("weight: %d %q", w.Code, w.Body)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/waage/waage/internal/adminapi"
 	"github.com/waage/waage/internal/backend"
 )
 
@@ -66,13 +67,8 @@ func allowMethod(w http.ResponseWriter, r *http.Request, want string) bool {
 	return false
 }
 
-// errorJSON is every error answer: {"error": "..."}.
-type errorJSON struct {
-	Error string `json:"error"`
-}
-
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, errorJSON{Error: msg})
+	writeJSON(w, status, adminapi.Error{Error: msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -83,7 +79,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err := enc.Encode(v); err != nil {
 		status = http.StatusInternalServerError
 		buf.Reset()
-		enc.Encode(errorJSON{Error: "encoding the answer failed: " + err.Error()})
+		enc.Encode(adminapi.Error{Error: "encoding the answer failed: " + err.Error()})
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
@@ -93,70 +89,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(buf.Bytes())
 }
 
-// The answers' shapes. The dashboard and `waage ctl` read them; fields are added, never renamed.
-
-type backendsJSON struct {
-	Backends []backendJSON `json:"backends"`
-}
-
-type backendJSON struct {
-	Name      string       `json:"name"`
-	Mode      string       `json:"mode"`
-	Algorithm string       `json:"algorithm"`
-	Servers   []serverJSON `json:"servers"`
-}
-
-type serverJSON struct {
-	Name            string     `json:"name"`
-	Backend         string     `json:"backend"`
-	Address         string     `json:"address"`
-	Backup          bool       `json:"backup"`
-	State           string     `json:"state"`  // ready | drain | maintenance
-	Health          string     `json:"health"` // up | down (active checks)
-	Ejected         bool       `json:"ejected"`
-	Usable          bool       `json:"usable"` // takes new traffic now
-	Weight          int        `json:"weight"`
-	EffectiveWeight float64    `json:"effective_weight"` // lower while slow start ramps
-	InFlight        int64      `json:"in_flight"`
-	Requests        uint64     `json:"requests"`
-	Responses       statusJSON `json:"responses"`
-	Failures        uint64     `json:"failures"`
-	ConnectErrors   uint64     `json:"connect_errors"`
-	Retries         uint64     `json:"retries"`
-	BytesIn         uint64     `json:"bytes_in"`
-	BytesOut        uint64     `json:"bytes_out"`
-	LatencyMs       float64    `json:"latency_ms"`
-	Checks          uint64     `json:"checks"`
-	LastCheck       *checkJSON `json:"last_check"`
-}
-
-type statusJSON struct {
-	C1xx uint64 `json:"1xx"`
-	C2xx uint64 `json:"2xx"`
-	C3xx uint64 `json:"3xx"`
-	C4xx uint64 `json:"4xx"`
-	C5xx uint64 `json:"5xx"`
-}
-
-func statusOf(c *[6]uint64) statusJSON {
-	return statusJSON{c[1], c[2], c[3], c[4], c[5]}
-}
-
-type checkJSON struct {
-	OK         bool      `json:"ok"`
-	Error      string    `json:"error,omitempty"`
-	At         time.Time `json:"at"`
-	DurationMs float64   `json:"duration_ms"`
+func statusOf(c *[6]uint64) adminapi.Status {
+	return adminapi.Status{C1xx: c[1], C2xx: c[2], C3xx: c[3], C4xx: c[4], C5xx: c[5]}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func serverOf(s *backend.Server) serverJSON {
+func serverOf(s *backend.Server) adminapi.Server {
 	var resp [6]uint64
 	for i := range resp {
 		resp[i] = s.Responses[i].Load()
 	}
-	out := serverJSON{
+	out := adminapi.Server{
 		Name:            s.Name,
 		Backend:         s.Backend,
 		Address:         s.Address,
@@ -182,13 +126,13 @@ func serverOf(s *backend.Server) serverJSON {
 		out.Health = "down"
 	}
 	if c := s.LastCheck(); c != nil {
-		out.LastCheck = &checkJSON{OK: c.Err == "", Error: c.Err, At: c.At, DurationMs: ms(c.Duration)}
+		out.LastCheck = &adminapi.Check{OK: c.Err == "", Error: c.Err, At: c.At, DurationMs: ms(c.Duration)}
 	}
 	return out
 }
 
-func backendOf(b Backend) backendJSON {
-	out := backendJSON{Name: b.Name, Mode: b.Mode, Algorithm: b.Algorithm, Servers: make([]serverJSON, 0, len(b.Servers))}
+func backendOf(b Backend) adminapi.Backend {
+	out := adminapi.Backend{Name: b.Name, Mode: b.Mode, Algorithm: b.Algorithm, Servers: make([]adminapi.Server, 0, len(b.Servers))}
 	for _, s := range b.Servers {
 		out.Servers = append(out.Servers, serverOf(s))
 	}
@@ -197,7 +141,7 @@ func backendOf(b Backend) backendJSON {
 
 func (s *Server) getBackends(w http.ResponseWriter, r *http.Request) {
 	bs := s.opts.Source.Backends()
-	out := backendsJSON{Backends: make([]backendJSON, 0, len(bs))}
+	out := adminapi.Backends{Backends: make([]adminapi.Backend, 0, len(bs))}
 	for _, b := range bs {
 		out.Backends = append(out.Backends, backendOf(b))
 	}
@@ -306,38 +250,13 @@ func readWeight(r *http.Request) (int, error) {
 	return n, nil
 }
 
-type frontendsJSON struct {
-	Frontends []frontendJSON `json:"frontends"`
-}
-
-type frontendJSON struct {
-	Name              string      `json:"name"`
-	Mode              string      `json:"mode"`
-	Listen            []string    `json:"listen"`
-	Addresses         []string    `json:"addresses"`
-	Backend           string      `json:"backend,omitempty"`
-	DefaultBackend    string      `json:"default_backend,omitempty"`
-	Routes            []routeJSON `json:"routes"`
-	ActiveConnections int64       `json:"active_connections"`
-	Connections       uint64      `json:"connections"`
-	Requests          uint64      `json:"requests"`
-	Responses         *statusJSON `json:"responses,omitempty"`
-	BytesIn           uint64      `json:"bytes_in"`
-	BytesOut          uint64      `json:"bytes_out"`
-}
-
-type routeJSON struct {
-	Name    string `json:"name"`
-	Backend string `json:"backend"`
-}
-
 func (s *Server) getFrontends(w http.ResponseWriter, r *http.Request) {
 	fes := s.opts.Source.Frontends()
-	out := frontendsJSON{Frontends: make([]frontendJSON, 0, len(fes))}
+	out := adminapi.Frontends{Frontends: make([]adminapi.Frontend, 0, len(fes))}
 	for _, f := range fes {
-		fj := frontendJSON{
+		fj := adminapi.Frontend{
 			Name: f.Name, Mode: f.Mode, Listen: nonNil(f.Listen), Addresses: nonNil(f.Addrs),
-			Backend: f.Backend, DefaultBackend: f.DefaultBackend, Routes: []routeJSON{},
+			Backend: f.Backend, DefaultBackend: f.DefaultBackend, Routes: []adminapi.Route{},
 			ActiveConnections: f.Stats.ActiveConnections, Connections: f.Stats.Connections,
 			Requests: f.Stats.Requests, BytesIn: f.Stats.BytesIn, BytesOut: f.Stats.BytesOut,
 		}
@@ -346,7 +265,7 @@ func (s *Server) getFrontends(w http.ResponseWriter, r *http.Request) {
 			fj.Responses = &st
 		}
 		for _, rt := range f.Routes {
-			fj.Routes = append(fj.Routes, routeJSON(rt))
+			fj.Routes = append(fj.Routes, adminapi.Route(rt))
 		}
 		out.Frontends = append(out.Frontends, fj)
 	}
@@ -390,24 +309,6 @@ func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-type eventsJSON struct {
-	Events []eventJSON `json:"events"`
-	// Last is the ID of the newest event: ask for ?since=Last to get only newer ones.
-	Last uint64 `json:"last"`
-}
-
-type eventJSON struct {
-	ID      uint64    `json:"id"`
-	Time    time.Time `json:"time"`
-	Backend string    `json:"backend,omitempty"`
-	Server  string    `json:"server,omitempty"`
-	Kind    string    `json:"kind"`
-	From    string    `json:"from,omitempty"`
-	To      string    `json:"to,omitempty"`
-	Detail  string    `json:"detail,omitempty"`
-	Source  string    `json:"source,omitempty"`
-}
-
 // getEvents answers the latest events, oldest first: ?since=ID for those after ID, ?limit=N for
 // at most the newest N.
 func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
@@ -432,18 +333,14 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	log := s.opts.Source.Events()
 	evs := log.Since(since, limit)
-	out := eventsJSON{Events: make([]eventJSON, 0, len(evs)), Last: log.Last()}
+	out := adminapi.Events{Events: make([]adminapi.Event, 0, len(evs)), Last: log.Last()}
 	for _, e := range evs {
-		out.Events = append(out.Events, eventJSON{
+		out.Events = append(out.Events, adminapi.Event{
 			ID: e.ID, Time: e.Time, Backend: e.Backend, Server: e.Server, Kind: e.Kind,
 			From: e.From, To: e.To, Detail: e.Detail, Source: e.Source,
 		})
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-type reloadJSON struct {
-	Reloaded bool `json:"reloaded"`
 }
 
 // postReload loads the configuration file again: 200 when it runs, 422 with the errors when the
@@ -465,5 +362,5 @@ func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "reload refused; the running configuration stays: "+strings.TrimSpace(err.Error()))
 		return
 	}
-	writeJSON(w, http.StatusOK, reloadJSON{Reloaded: true})
+	writeJSON(w, http.StatusOK, adminapi.Reload{Reloaded: true})
 }

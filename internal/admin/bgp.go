@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/waage/waage/internal/adminapi"
 	"github.com/waage/waage/internal/bgp"
 )
 
@@ -20,51 +21,14 @@ type BGPSource interface {
 	NodeDrained() bool
 }
 
-// GET /api/bgp: the speaker, its sessions and prefixes.
-
-type bgpJSON struct {
-	// Enabled: the configuration has a bgp section.
-	Enabled  bool   `json:"enabled"`
-	LocalAS  uint32 `json:"local_as,omitempty"`
-	RouterID string `json:"router_id,omitempty"`
-	// Announcing is the decision, Reason why ("serving", "drained", "shutting down", "listeners
-	// not up", or which tracked backends have no healthy server), Since when it last changed.
-	Announcing bool                `json:"announcing"`
-	Reason     string              `json:"reason,omitempty"`
-	Since      *time.Time          `json:"since,omitempty"`
-	Drained    bool                `json:"drained"`
-	Prefixes   []bgpPrefixJSON     `json:"prefixes"`
-	Peers      []bgpPeerJSON       `json:"peers"`
-	Trackers   []bgp.TrackerStatus `json:"trackers"`
-	LastError  string              `json:"last_error,omitempty"`
-}
-
-type bgpPrefixJSON struct {
-	Prefix    string `json:"prefix"`
-	Announced bool   `json:"announced"`
-}
-
-type bgpPeerJSON struct {
-	Address string `json:"address"`
-	AS      uint32 `json:"as"`
-	// State is idle, connect, active, opensent, openconfirm or established.
-	State string `json:"state"`
-	// Since is when the session came up (established) or went down; null before either.
-	Since         *time.Time `json:"since"`
-	UptimeSeconds float64    `json:"uptime_seconds"`
-	Received      uint64     `json:"received"`
-	Accepted      uint64     `json:"accepted"`
-	Advertised    uint64     `json:"advertised"`
-	LastError     string     `json:"last_error,omitempty"`
-}
-
-func bgpOf(st bgp.Status, enabled bool) bgpJSON {
-	out := bgpJSON{
-		Enabled: enabled, Drained: st.Drained, Prefixes: []bgpPrefixJSON{}, Peers: []bgpPeerJSON{},
-		Trackers: st.Trackers,
+// bgpOf is GET /api/bgp's answer.
+func bgpOf(st bgp.Status, enabled bool) adminapi.BGP {
+	out := adminapi.BGP{
+		Enabled: enabled, Drained: st.Drained, Prefixes: []adminapi.BGPPrefix{}, Peers: []adminapi.BGPPeer{},
+		Trackers: make([]adminapi.BGPTracker, len(st.Trackers)),
 	}
-	if out.Trackers == nil {
-		out.Trackers = []bgp.TrackerStatus{}
+	for i, t := range st.Trackers {
+		out.Trackers[i] = adminapi.BGPTracker{Backend: t.Backend, Healthy: t.Healthy}
 	}
 	if !enabled {
 		return out
@@ -76,10 +40,10 @@ func bgpOf(st bgp.Status, enabled bool) bgpJSON {
 		out.Since = &t
 	}
 	for _, p := range st.Prefixes {
-		out.Prefixes = append(out.Prefixes, bgpPrefixJSON{Prefix: p.Prefix.String(), Announced: p.Announced})
+		out.Prefixes = append(out.Prefixes, adminapi.BGPPrefix{Prefix: p.Prefix.String(), Announced: p.Announced})
 	}
 	for _, p := range st.Peers {
-		pj := bgpPeerJSON{
+		pj := adminapi.BGPPeer{
 			Address: p.Address.String(), AS: p.AS, State: p.State, Received: p.Received,
 			Accepted: p.Accepted, Advertised: p.Advertised, LastError: p.LastError,
 		}
@@ -107,19 +71,13 @@ func (s *Server) getBGP(w http.ResponseWriter, r *http.Request) {
 // GET /api/node, POST /api/node/drain and /api/node/undrain: drain the whole node (the BGP
 // speaker withdraws its routes; the connections it has are served on).
 
-type nodeJSON struct {
-	Drained bool `json:"drained"`
-	// Changed: the request changed the state (false: it was already so).
-	Changed *bool `json:"changed,omitempty"`
-}
-
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
 	bs := s.opts.BGP
 	if bs == nil {
-		writeJSON(w, http.StatusOK, nodeJSON{})
+		writeJSON(w, http.StatusOK, adminapi.Node{})
 		return
 	}
-	writeJSON(w, http.StatusOK, nodeJSON{Drained: bs.NodeDrained()})
+	writeJSON(w, http.StatusOK, adminapi.Node{Drained: bs.NodeDrained()})
 }
 
 func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request) {
@@ -140,7 +98,7 @@ func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request) {
 	}
 	on := action == "drain"
 	changed := bs.DrainNode(on) != on
-	writeJSON(w, http.StatusOK, nodeJSON{Drained: on, Changed: &changed})
+	writeJSON(w, http.StatusOK, adminapi.Node{Drained: on, Changed: &changed})
 }
 
 var (

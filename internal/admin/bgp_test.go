@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/waage/waage/internal/adminapi"
 	"github.com/waage/waage/internal/bgp"
 	"github.com/waage/waage/internal/config"
 )
@@ -62,7 +63,7 @@ func TestBGPEndpoints(t *testing.T) {
 	src := &bgpSource{fakeSource: newFakeSource(), st: testBGPStatus(), enabled: true}
 	s := newTestServer(t, src, config.Admin{Listen: "127.0.0.1:9900", Token: "tok"}, nil)
 	w := do(s, local, "GET", "/api/bgp", "", "")
-	var got bgpJSON
+	var got adminapi.BGP
 	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &got) != nil {
 		t.Fatalf("GET /api/bgp: %d %s", w.Code, w.Body)
 	}

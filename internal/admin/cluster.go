@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/waage/waage/internal/adminapi"
 )
 
 // A node of a cluster (etcd: in the configuration) shows the cluster through GET /api/cluster
@@ -42,34 +43,6 @@ type ClusterNode struct {
 	ConfigRevision int64
 }
 
-type clusterJSON struct {
-	Enabled        bool       `json:"enabled"`
-	Node           string     `json:"node,omitempty"`
-	Prefix         string     `json:"prefix,omitempty"`
-	Endpoints      []string   `json:"endpoints,omitempty"`
-	Connected      bool       `json:"connected"`
-	Since          *time.Time `json:"since,omitempty"`
-	ConfigRevision int64      `json:"config_revision"`
-	LastError      string     `json:"last_error,omitempty"`
-	LastErrorAt    *time.Time `json:"last_error_at,omitempty"`
-	LastSync       *time.Time `json:"last_sync,omitempty"`
-	Nodes          int        `json:"nodes"`
-}
-
-type clusterNodesJSON struct {
-	Nodes []clusterNodeJSON `json:"nodes"`
-}
-
-type clusterNodeJSON struct {
-	Name           string    `json:"name"`
-	Admin          string    `json:"admin,omitempty"`
-	Version        string    `json:"version"`
-	State          string    `json:"state"`
-	Started        time.Time `json:"started"`
-	ConfigRevision int64     `json:"config_revision"`
-	Self           bool      `json:"self"`
-}
-
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -85,11 +58,11 @@ func (s *Server) clusterRoutes(mux *http.ServeMux) {
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
 	cs, ok := s.opts.Source.(ClusterSource)
 	if !ok {
-		writeJSON(w, http.StatusOK, clusterJSON{})
+		writeJSON(w, http.StatusOK, adminapi.Cluster{})
 		return
 	}
 	st := cs.ClusterStatus()
-	writeJSON(w, http.StatusOK, clusterJSON{
+	writeJSON(w, http.StatusOK, adminapi.Cluster{
 		Enabled: true, Node: st.Node, Prefix: st.Prefix, Endpoints: st.Endpoints, Connected: st.Connected,
 		Since: timePtr(st.Since), ConfigRevision: st.ConfigRevision, LastError: st.LastError,
 		LastErrorAt: timePtr(st.LastErrorAt), LastSync: timePtr(st.LastSync), Nodes: len(cs.ClusterNodes()),
@@ -97,11 +70,11 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getNodes(w http.ResponseWriter, r *http.Request) {
-	out := clusterNodesJSON{Nodes: []clusterNodeJSON{}}
+	out := adminapi.ClusterNodes{Nodes: []adminapi.ClusterNode{}}
 	if cs, ok := s.opts.Source.(ClusterSource); ok {
 		self := cs.ClusterStatus().Node
 		for _, n := range cs.ClusterNodes() {
-			out.Nodes = append(out.Nodes, clusterNodeJSON{
+			out.Nodes = append(out.Nodes, adminapi.ClusterNode{
 				Name: n.Name, Admin: n.Admin, Version: n.Version, State: n.State, Started: n.Started,
 				ConfigRevision: n.ConfigRevision, Self: n.Name == self,
 			})

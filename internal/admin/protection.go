@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/waage/waage/internal/adminapi"
 	"github.com/waage/waage/internal/config"
 	"github.com/waage/waage/internal/guard"
 )
@@ -26,26 +27,8 @@ const (
 	maxTopSources     = 1000
 )
 
-// denyEntryJSON is one block of the live deny list.
-type denyEntryJSON struct {
-	CIDR string `json:"cidr"`
-	// Expires is when the block ends by itself; null: until lifted.
-	Expires *time.Time `json:"expires"`
-	// RemainingSeconds is the time left, rounded up; null: until lifted.
-	RemainingSeconds *int64 `json:"remaining_seconds"`
-}
-
-type deniedJSON struct {
-	Denied []denyEntryJSON `json:"denied"`
-}
-
-type liftedJSON struct {
-	CIDR   string `json:"cidr"`
-	Lifted bool   `json:"lifted"`
-}
-
-func denyEntryOf(e guard.DenyEntry, now time.Time) denyEntryJSON {
-	out := denyEntryJSON{CIDR: e.Prefix.String()}
+func denyEntryOf(e guard.DenyEntry, now time.Time) adminapi.DenyEntry {
+	out := adminapi.DenyEntry{CIDR: e.Prefix.String()}
 	if !e.Expires.IsZero() {
 		exp := e.Expires
 		left := int64(math.Ceil(exp.Sub(now).Seconds()))
@@ -79,7 +62,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getDenied(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	entries := s.opts.Source.Denied()
-	out := deniedJSON{Denied: make([]denyEntryJSON, 0, len(entries))}
+	out := adminapi.Denied{Denied: make([]adminapi.DenyEntry, 0, len(entries))}
 	for _, e := range entries {
 		out.Denied = append(out.Denied, denyEntryOf(e, now))
 	}
@@ -144,7 +127,7 @@ func (s *Server) deleteDeny(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, p.String()+" is not denied (a block is lifted by the CIDR it was made with; GET /api/deny lists them)")
 		return
 	}
-	writeJSON(w, http.StatusOK, liftedJSON{CIDR: p.String(), Lifted: true})
+	writeJSON(w, http.StatusOK, adminapi.Lifted{CIDR: p.String(), Lifted: true})
 }
 
 // denyBody is a request body of /api/deny.
@@ -229,25 +212,6 @@ func parseCIDR(s string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-type topSourcesJSON struct {
-	Sources []topSourceJSON `json:"sources"`
-}
-
-type topSourceJSON struct {
-	Frontend string `json:"frontend"`
-	Source   string `json:"source"`
-	// Denied: the live deny list blocks the source now.
-	Denied          bool   `json:"denied"`
-	OpenConnections int64  `json:"open_connections"`
-	Connections     uint64 `json:"connections"`
-	Requests        uint64 `json:"requests"`
-	// Refused are the source's connections refused by the per-source limits.
-	Refused uint64 `json:"refused"`
-	// Rates per second between the last two samples (every 2 s).
-	RequestRate    float64 `json:"request_rate"`
-	ConnectionRate float64 `json:"connection_rate"`
-}
-
 // getTopSources answers the busiest sources, ?limit=N of them (default 20, at most 1000).
 func (s *Server) getTopSources(w http.ResponseWriter, r *http.Request) {
 	limit := defaultTopSources
@@ -261,7 +225,7 @@ func (s *Server) getTopSources(w http.ResponseWriter, r *http.Request) {
 	}
 	denied := s.opts.Source.Denied()
 	top := s.opts.Source.BusiestSources(limit)
-	out := topSourcesJSON{Sources: make([]topSourceJSON, 0, len(top))}
+	out := adminapi.TopSources{Sources: make([]adminapi.TopSource, 0, len(top))}
 	for _, t := range top {
 		blocked := false
 		for _, e := range denied {
@@ -270,7 +234,7 @@ func (s *Server) getTopSources(w http.ResponseWriter, r *http.Request) {
 				break
 			}
 		}
-		out.Sources = append(out.Sources, topSourceJSON{
+		out.Sources = append(out.Sources, adminapi.TopSource{
 			Frontend: t.Frontend, Source: t.Addr.Unmap().String(), Denied: blocked,
 			OpenConnections: t.Open, Connections: t.Conns, Requests: t.Requests, Refused: t.Rejected,
 			RequestRate: round2(t.RequestRate), ConnectionRate: round2(t.ConnRate),

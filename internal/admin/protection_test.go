@@ -12,6 +12,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/waage/waage/internal/adminapi"
 	"github.com/waage/waage/internal/config"
 	"github.com/waage/waage/internal/guard"
 	"github.com/waage/waage/internal/vrrp"
@@ -34,7 +35,7 @@ func TestDenyEndpoint(t *testing.T) {
 	}
 
 	w := do(s, local, "POST", "/api/deny", "t", `{"cidr": "198.51.100.7/24", "ttl": "10m"}`)
-	var e denyEntryJSON
+	var e adminapi.DenyEntry
 	if err := json.Unmarshal(w.Body.Bytes(), &e); w.Code != 200 || err != nil || e.CIDR != "198.51.100.0/24" ||
 		e.Expires == nil || e.RemainingSeconds == nil || *e.RemainingSeconds < 599 || *e.RemainingSeconds > 600 ||
 		time.Until(*e.Expires) < 9*time.Minute {
@@ -54,7 +55,7 @@ func TestDenyEndpoint(t *testing.T) {
 		t.Fatalf("deny of an IPv6 prefix: %d %s", w.Code, w.Body)
 	}
 
-	var list deniedJSON
+	var list adminapi.Denied
 	w = do(s, local, "GET", "/api/deny", "", "")
 	if err := json.Unmarshal(w.Body.Bytes(), &list); w.Code != 200 || err != nil {
 		t.Fatalf("list: %d %s", w.Code, w.Body)
@@ -117,7 +118,7 @@ func TestDenyEndpoint(t *testing.T) {
 		{"DELETE", "/api/deny?cidr=x", ``, "want an IP address or a CIDR"},
 	} {
 		w := do(s, local, c.method, c.target, "t", c.body)
-		var e errorJSON
+		var e adminapi.Error
 		if err := json.Unmarshal(w.Body.Bytes(), &e); w.Code != 400 || err != nil || !strings.Contains(e.Error, c.msg) {
 			t.Errorf("%s %s %s: %d %s; want 400 with %q", c.method, c.target, c.body, w.Code, w.Body, c.msg)
 		}
@@ -152,15 +153,15 @@ func TestTopSourcesEndpoint(t *testing.T) {
 	}
 	src.Deny(netip.MustParsePrefix("192.0.2.0/31"), time.Minute)
 	s := newTestServer(t, src, config.Admin{Listen: "127.0.0.1:9900", Token: "t"}, nil)
-	var out topSourcesJSON
+	var out adminapi.TopSources
 	w := do(s, local, "GET", "/api/top-sources", "", "")
 	if err := json.Unmarshal(w.Body.Bytes(), &out); w.Code != 200 || err != nil || len(out.Sources) != 3 {
 		t.Fatalf("top sources: %d %s", w.Code, w.Body)
 	}
-	want := []topSourceJSON{
-		{"web", "192.0.2.1", true, 3, 10, 100, 0, 12.35, 0.33},
-		{"web", "192.0.2.2", false, 2, 20, 200, 1, 6.17, 0.33},
-		{"web", "2001:db8::3", false, 1, 30, 300, 2, 4.12, 0.33},
+	want := []adminapi.TopSource{
+		{Frontend: "web", Source: "192.0.2.1", Denied: true, OpenConnections: 3, Connections: 10, Requests: 100, Refused: 0, RequestRate: 12.35, ConnectionRate: 0.33},
+		{Frontend: "web", Source: "192.0.2.2", Denied: false, OpenConnections: 2, Connections: 20, Requests: 200, Refused: 1, RequestRate: 6.17, ConnectionRate: 0.33},
+		{Frontend: "web", Source: "2001:db8::3", Denied: false, OpenConnections: 1, Connections: 30, Requests: 300, Refused: 2, RequestRate: 4.12, ConnectionRate: 0.33},
 	}
 	for i := range want {
 		if out.Sources[i] != want[i] {
