@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/waage/waage/internal/adminapi"
 	"io"
 	"net"
 	"os"
@@ -569,7 +570,7 @@ func (l *bgpLab) ping(name string, w io.Writer, line string) string {
 // peerSince is when host's session with the router came up, from GET /api/bgp.
 func (l *bgpLab) peerSince(t *testing.T, host string) time.Time {
 	t.Helper()
-	var st bgpStatus
+	var st adminapi.BGP
 	if err := json.Unmarshal([]byte(l.ctl(host, "bgp", "-o", "json")), &st); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/waage/waage/internal/adminapi"
 	"io"
 	"net/http"
 	"net/url"
@@ -347,9 +348,7 @@ func (c *ctl) do(method, path string, body any) ([]byte, error) {
 		return nil, fmt.Errorf("reading the answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
+		var e adminapi.Error
 		if json.Unmarshal(data, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(data))
 		}
@@ -382,63 +381,10 @@ func (c *ctl) printJSON(v any) error {
 	return err
 }
 
-// The answers' shapes, as far as the tables need them.
-
-type ctlStatus struct {
-	C1xx uint64 `json:"1xx"`
-	C2xx uint64 `json:"2xx"`
-	C3xx uint64 `json:"3xx"`
-	C4xx uint64 `json:"4xx"`
-	C5xx uint64 `json:"5xx"`
-}
-
-type ctlServer struct {
-	Name            string    `json:"name"`
-	Backend         string    `json:"backend"`
-	Address         string    `json:"address"`
-	Backup          bool      `json:"backup"`
-	State           string    `json:"state"`
-	Health          string    `json:"health"`
-	Ejected         bool      `json:"ejected"`
-	Usable          bool      `json:"usable"`
-	Weight          int       `json:"weight"`
-	EffectiveWeight float64   `json:"effective_weight"`
-	InFlight        int64     `json:"in_flight"`
-	Requests        uint64    `json:"requests"`
-	Responses       ctlStatus `json:"responses"`
-	ConnectErrors   uint64    `json:"connect_errors"`
-	LatencyMs       float64   `json:"latency_ms"`
-	LastCheck       *struct {
-		OK         bool      `json:"ok"`
-		Error      string    `json:"error"`
-		At         time.Time `json:"at"`
-		DurationMs float64   `json:"duration_ms"`
-	} `json:"last_check"`
-}
-
-type ctlBackend struct {
-	Name      string            `json:"name"`
-	Mode      string            `json:"mode"`
-	Algorithm string            `json:"algorithm"`
-	Servers   []json.RawMessage `json:"servers"`
-}
-
-func (c *ctl) getBackends() ([]ctlBackend, error) {
-	var out struct {
-		Backends []ctlBackend `json:"backends"`
-	}
+func (c *ctl) getBackends() ([]adminapi.Backend, error) {
+	var out adminapi.Backends
 	err := c.call(http.MethodGet, "/api/backends", nil, &out)
 	return out.Backends, err
-}
-
-func decodeServers(raw []json.RawMessage) ([]ctlServer, error) {
-	out := make([]ctlServer, len(raw))
-	for i, r := range raw {
-		if err := json.Unmarshal(r, &out[i]); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }
 
 func newTable(w io.Writer, header ...string) *tabwriter.Writer {
@@ -455,7 +401,7 @@ func row(tw io.Writer, cols ...any) {
 	fmt.Fprintln(tw, strings.Join(s, "\t"))
 }
 
-func healthText(s ctlServer) string {
+func healthText(s adminapi.Server) string {
 	switch {
 	case s.Health == "down":
 		return "DOWN"
@@ -478,7 +424,7 @@ func msText(ms float64) string {
 	return fmt.Sprintf("%.2fs", ms/1000)
 }
 
-func checkText(s ctlServer) string {
+func checkText(s adminapi.Server) string {
 	lc := s.LastCheck
 	if lc == nil {
 		return "-"
@@ -490,7 +436,7 @@ func checkText(s ctlServer) string {
 	return fmt.Sprintf("failed %s ago: %s", age, lc.Error)
 }
 
-func weightText(s ctlServer) string {
+func weightText(s adminapi.Server) string {
 	if s.EffectiveWeight > 0 && s.EffectiveWeight < float64(s.Weight) {
 		return fmt.Sprintf("%.1f/%d", s.EffectiveWeight, s.Weight)
 	}
@@ -502,27 +448,20 @@ func (c *ctl) servers(args []string) error {
 	if err != nil {
 		return err
 	}
-	var raws []json.RawMessage
+	ss := []adminapi.Server{}
 	found := len(args) == 0
 	for _, b := range bs {
 		if len(args) == 1 && b.Name != args[0] {
 			continue
 		}
 		found = true
-		raws = append(raws, b.Servers...)
+		ss = append(ss, b.Servers...)
 	}
 	if !found {
 		return fmt.Errorf("unknown backend %q", args[0])
 	}
 	if c.json {
-		if raws == nil {
-			raws = []json.RawMessage{}
-		}
-		return c.printJSON(map[string]any{"servers": raws})
-	}
-	ss, err := decodeServers(raws)
-	if err != nil {
-		return err
+		return c.printJSON(map[string]any{"servers": ss})
 	}
 	tw := newTable(c.out, "BACKEND", "SERVER", "ADDRESS", "STATE", "HEALTH", "WEIGHT", "IN FLIGHT", "REQUESTS", "5XX", "LATENCY", "LAST CHECK")
 	for _, s := range ss {
@@ -549,10 +488,7 @@ func (c *ctl) backends() error {
 	}
 	tw := newTable(c.out, "BACKEND", "MODE", "ALGORITHM", "SERVERS", "UP", "USABLE", "IN FLIGHT", "REQUESTS", "5XX")
 	for _, b := range bs {
-		ss, err := decodeServers(b.Servers)
-		if err != nil {
-			return err
-		}
+		ss := b.Servers
 		var up, usable int
 		var inflight int64
 		var requests, e5 uint64
@@ -584,19 +520,7 @@ func (c *ctl) frontends() error {
 	if c.json {
 		return c.printJSON(raw)
 	}
-	var out struct {
-		Frontends []struct {
-			Name              string     `json:"name"`
-			Mode              string     `json:"mode"`
-			Addresses         []string   `json:"addresses"`
-			ActiveConnections int64      `json:"active_connections"`
-			Connections       uint64     `json:"connections"`
-			Requests          uint64     `json:"requests"`
-			Responses         *ctlStatus `json:"responses"`
-			BytesIn           uint64     `json:"bytes_in"`
-			BytesOut          uint64     `json:"bytes_out"`
-		} `json:"frontends"`
-	}
+	var out adminapi.Frontends
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
 	}
@@ -624,7 +548,7 @@ func (c *ctl) serverChange(method, b, s, action string, body any) error {
 	if c.json {
 		return c.printJSON(raw)
 	}
-	var srv ctlServer
+	var srv adminapi.Server
 	if err := json.Unmarshal(raw, &srv); err != nil {
 		return err
 	}
@@ -640,18 +564,7 @@ func (c *ctl) events() error {
 	if c.json {
 		return c.printJSON(raw)
 	}
-	var out struct {
-		Events []struct {
-			Time    time.Time `json:"time"`
-			Backend string    `json:"backend"`
-			Server  string    `json:"server"`
-			Kind    string    `json:"kind"`
-			From    string    `json:"from"`
-			To      string    `json:"to"`
-			Detail  string    `json:"detail"`
-			Source  string    `json:"source"`
-		} `json:"events"`
-	}
+	var out adminapi.Events
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
 	}
@@ -674,15 +587,8 @@ func (c *ctl) events() error {
 	return tw.Flush()
 }
 
-// ctlDenyEntry is one block of GET /api/deny.
-type ctlDenyEntry struct {
-	CIDR             string     `json:"cidr"`
-	Expires          *time.Time `json:"expires"`
-	RemainingSeconds *int64     `json:"remaining_seconds"`
-}
-
 // untilText says how long a block lasts: until a local time, with the time left, or until lifted.
-func untilText(e ctlDenyEntry) (until, left string) {
+func untilText(e adminapi.DenyEntry) (until, left string) {
 	if e.Expires == nil {
 		return "lifted", "-"
 	}
@@ -706,7 +612,7 @@ func (c *ctl) deny(cidr string) error {
 	if c.json {
 		return c.printJSON(raw)
 	}
-	var e ctlDenyEntry
+	var e adminapi.DenyEntry
 	if err := json.Unmarshal(raw, &e); err != nil {
 		return err
 	}
@@ -727,9 +633,7 @@ func (c *ctl) undeny(cidr string) error {
 	if c.json {
 		return c.printJSON(raw)
 	}
-	var out struct {
-		CIDR string `json:"cidr"`
-	}
+	var out adminapi.Lifted
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
 	}
@@ -745,9 +649,7 @@ func (c *ctl) denied() error {
 	if c.json {
 		return c.printJSON(raw)
 	}
-	var out struct {
-		Denied []ctlDenyEntry `json:"denied"`
-	}
+	var out adminapi.Denied
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
 	}
@@ -779,19 +681,7 @@ func (c *ctl) topSources() error {
 	if c.json {
 		return c.printJSON(raw)
 	}
-	var out struct {
-		Sources []struct {
-			Frontend        string  `json:"frontend"`
-			Source          string  `json:"source"`
-			Denied          bool    `json:"denied"`
-			OpenConnections int64   `json:"open_connections"`
-			Connections     uint64  `json:"connections"`
-			Requests        uint64  `json:"requests"`
-			Refused         uint64  `json:"refused"`
-			RequestRate     float64 `json:"request_rate"`
-			ConnectionRate  float64 `json:"connection_rate"`
-		} `json:"sources"`
-	}
+	var out adminapi.TopSources
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
 	}
@@ -814,25 +704,7 @@ func (c *ctl) vrrp() error {
 	if c.json {
 		return c.printJSON(raw)
 	}
-	var out struct {
-		Instances []struct {
-			Name              string     `json:"name"`
-			Interface         string     `json:"interface"`
-			VirtualRouterID   int        `json:"virtual_router_id"`
-			State             string     `json:"state"`
-			Priority          int        `json:"priority"`
-			EffectivePriority int        `json:"effective_priority"`
-			MasterAddress     *string    `json:"master_address"`
-			Transitions       uint64     `json:"transitions"`
-			LastTransition    *time.Time `json:"last_transition"`
-			LastReason        string     `json:"last_reason"`
-			Trackers          []struct {
-				Name    string `json:"name"`
-				Failing bool   `json:"failing"`
-			} `json:"trackers"`
-			LastError string `json:"last_error"`
-		} `json:"instances"`
-	}
+	var out adminapi.VRRP
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
 	}

@@ -3,40 +3,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/waage/waage/internal/adminapi"
 	"net/http"
 	"strings"
 	"time"
 )
-
-// bgpStatus is GET /api/bgp as far as `waage ctl bgp` shows it.
-type bgpStatus struct {
-	Enabled    bool       `json:"enabled"`
-	LocalAS    uint32     `json:"local_as"`
-	RouterID   string     `json:"router_id"`
-	Announcing bool       `json:"announcing"`
-	Reason     string     `json:"reason"`
-	Since      *time.Time `json:"since"`
-	Drained    bool       `json:"drained"`
-	Prefixes   []struct {
-		Prefix    string `json:"prefix"`
-		Announced bool   `json:"announced"`
-	} `json:"prefixes"`
-	Peers []struct {
-		Address       string     `json:"address"`
-		AS            uint32     `json:"as"`
-		State         string     `json:"state"`
-		Since         *time.Time `json:"since"`
-		UptimeSeconds float64    `json:"uptime_seconds"`
-		Received      uint64     `json:"received"`
-		Advertised    uint64     `json:"advertised"`
-		LastError     string     `json:"last_error"`
-	} `json:"peers"`
-	Trackers []struct {
-		Backend string `json:"backend"`
-		Healthy bool   `json:"healthy"`
-	} `json:"trackers"`
-	LastError string `json:"last_error"`
-}
 
 // bgp shows the BGP speaker: the decision and its reason, the prefixes, then one line per peer.
 func (c *ctl) bgp() error {
@@ -47,7 +18,7 @@ func (c *ctl) bgp() error {
 	if c.json {
 		return c.printJSON(raw)
 	}
-	var st bgpStatus
+	var st adminapi.BGP
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return err
 	}

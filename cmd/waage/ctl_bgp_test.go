@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/waage/waage/internal/admin"
+	"github.com/waage/waage/internal/adminapi"
 	"github.com/waage/waage/internal/bgp"
 	"github.com/waage/waage/internal/config"
 )
@@ -98,7 +99,7 @@ func TestCtlBGP(t *testing.T) {
 		t.Errorf("bgp peers:\n%s", table)
 	}
 	code, out, _ = runCtl("-a", addr, "bgp", "-o", "json")
-	var js bgpStatus
+	var js adminapi.BGP
 	if err := json.Unmarshal([]byte(out), &js); code != 0 || err != nil || !js.Enabled || js.Announcing || len(js.Peers) != 2 || js.Peers[0].Since == nil {
 		t.Errorf("bgp -o json: %d %v\n%s", code, err, out)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/waage/waage/internal/adminapi"
 	"net/http"
 	"time"
 )
@@ -17,18 +18,7 @@ func (c *ctl) cluster(cmd string) error {
 		return c.printJSON(raw)
 	}
 	if cmd == "cluster" {
-		var st struct {
-			Enabled        bool       `json:"enabled"`
-			Node           string     `json:"node"`
-			Prefix         string     `json:"prefix"`
-			Endpoints      []string   `json:"endpoints"`
-			Connected      bool       `json:"connected"`
-			Since          *time.Time `json:"since"`
-			ConfigRevision int64      `json:"config_revision"`
-			LastError      string     `json:"last_error"`
-			LastErrorAt    *time.Time `json:"last_error_at"`
-			Nodes          int        `json:"nodes"`
-		}
+		var st adminapi.Cluster
 		if err := json.Unmarshal(raw, &st); err != nil {
 			return err
 		}
@@ -54,17 +44,7 @@ func (c *ctl) cluster(cmd string) error {
 		}
 		return nil
 	}
-	var out struct {
-		Nodes []struct {
-			Name           string    `json:"name"`
-			Admin          string    `json:"admin"`
-			Version        string    `json:"version"`
-			State          string    `json:"state"`
-			Started        time.Time `json:"started"`
-			ConfigRevision int64     `json:"config_revision"`
-			Self           bool      `json:"self"`
-		} `json:"nodes"`
-	}
+	var out adminapi.ClusterNodes
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/waage/waage/internal/admin"
+	"github.com/waage/waage/internal/adminapi"
 	"github.com/waage/waage/internal/config"
 )
 
@@ -729,21 +730,10 @@ func TestAdminDeny(t *testing.T) {
 		close(stop)
 		<-done
 	}()
-	type topSource struct {
-		Frontend        string  `json:"frontend"`
-		Source          string  `json:"source"`
-		Denied          bool    `json:"denied"`
-		OpenConnections int64   `json:"open_connections"`
-		Connections     uint64  `json:"connections"`
-		Requests        uint64  `json:"requests"`
-		Refused         uint64  `json:"refused"`
-		RequestRate     float64 `json:"request_rate"`
-		ConnectionRate  float64 `json:"connection_rate"`
-	}
-	var busiest topSource
+	var busiest adminapi.TopSource
 	waitFor(t, 10*time.Second, "127.0.0.74 with its rates in GET /api/top-sources", func() bool {
 		var out struct {
-			Sources []topSource `json:"sources"`
+			Sources []adminapi.TopSource `json:"sources"`
 		}
 		api.json("GET", "/api/top-sources?limit=10", "", "", 200, &out)
 		for _, s := range out.Sources {
@@ -758,10 +748,10 @@ func TestAdminDeny(t *testing.T) {
 		t.Errorf("127.0.0.74: %+v", busiest)
 	}
 	var top struct {
-		Sources []topSource `json:"sources"`
+		Sources []adminapi.TopSource `json:"sources"`
 	}
 	api.json("GET", "/api/top-sources", "", "", 200, &top)
-	seen := map[string]topSource{}
+	seen := map[string]adminapi.TopSource{}
 	for _, s := range top.Sources {
 		seen[s.Source] = s
 	}
