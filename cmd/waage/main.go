@@ -238,7 +238,10 @@ type daemon struct {
 	// a binary upgrade as the runtime's are; see listen.
 	extra map[string]net.Listener
 	// kube joins the Kubernetes provider's config to the file's (kubernetes.go); nil without one.
-	kube *kubeHook
+	// kubeFile is the file's config last applied, which the provider's translations join.
+	kube        *kubeHook
+	kubeFile    *config.Config
+	kubeRestart sync.Mutex // restartKube's, held while a provider stops and one starts
 	// cluster joins the cluster's config from etcd to the file's (cluster.go); nil without one.
 	cluster *clusterHook
 }
@@ -324,12 +327,18 @@ func (d *daemon) reloadConfig(trigger string) error {
 	defer sdNotify("READY=1\nSTATUS=serving")
 	start := time.Now()
 	cfg, err := d.loadConfig()
+	var kubeChanged bool
 	if err == nil {
+		kubeChanged = d.kubeChangedLocked(cfg)
 		err = d.rt.Apply(d.withKube(cfg))
 	}
 	if err != nil {
 		d.logger.Error("reload refused; the running configuration stays", "config", d.path, "trigger", trigger, "err", err)
 		return err
+	}
+	d.kubeFile = cfg
+	if kubeChanged {
+		go d.restartKube() // it waits for the old provider to stop, without d.mu
 	}
 	d.logs.apply(cfg.Log)
 	d.admin.reloaded(cfg)

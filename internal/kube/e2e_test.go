@@ -889,8 +889,16 @@ func TestE2EBinary(t *testing.T) {
 	if err := clientcmd.WriteToFile(*kc, filepath.Join(dir, "kubeconfig")); err != nil {
 		t.Fatal(err)
 	}
-	filePort, ingressPort := freePort(), freePort()
-	writeConfig := func(server string) {
+	filePort, ingressPort, ingressPort2 := freePort(), freePort(), freePort()
+	section := func(port int) string {
+		return fmt.Sprintf(`kubernetes:
+  kubeconfig: kubeconfig
+  gateway_bind: 127.0.0.1
+  ingress_listen: {http: ["127.0.0.1:%d"]}
+  status_address: %s
+`, port, statusIP)
+	}
+	writeConfigWith := func(server, kube string) {
 		t.Helper()
 		cfg := fmt.Sprintf(`log: {access: "off"}
 frontends:
@@ -900,12 +908,7 @@ frontends:
 backends:
   - name: b
     servers: [{name: s, address: "%s:%d"}]
-kubernetes:
-  kubeconfig: kubeconfig
-  gateway_bind: 127.0.0.1
-  ingress_listen: {http: ["127.0.0.1:%d"]}
-  status_address: %s
-`, filePort, server, backendPt, ingressPort, statusIP)
+`, filePort, server, backendPt) + kube
 		tmp := filepath.Join(dir, "waage.yaml.tmp")
 		if err := os.WriteFile(tmp, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -914,6 +917,7 @@ kubernetes:
 			t.Fatal(err)
 		}
 	}
+	writeConfig := func(server string) { t.Helper(); writeConfigWith(server, section(ingressPort)) }
 	writeConfig(backendIPs[0])
 
 	const ns = "binary"
@@ -960,6 +964,27 @@ kubernetes:
 	eventually(t, "the changed EndpointSlice", expect(ingressPort, "/", backendIPs[0], host("site.example.com")...))
 	if err := expect(filePort, "/", backendIPs[2])(); err != nil {
 		t.Errorf("after the cluster's change: %v", err)
+	}
+
+	// A changed kubernetes section applies on reload: the provider starts again with it.
+	writeConfigWith(backendIPs[2], section(ingressPort2))
+	eventually(t, "the Ingress on the section's new port", expect(ingressPort2, "/", backendIPs[0], host("site.example.com")...))
+	closed := func(port int) func() error {
+		return func() error {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+			if err == nil {
+				c.Close()
+				return errors.New("still listening")
+			}
+			return nil
+		}
+	}
+	eventually(t, "the old Ingress port closed", closed(ingressPort))
+	// Without the section, the cluster's routes go and the file's stay.
+	writeConfigWith(backendIPs[2], "")
+	eventually(t, "the Ingress port closed with the section", closed(ingressPort2))
+	if err := expect(filePort, "/", backendIPs[2])(); err != nil {
+		t.Errorf("after the section was removed: %v", err)
 	}
 }
 
