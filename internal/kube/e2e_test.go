@@ -381,7 +381,7 @@ func waage(t *testing.T) {
 // runProvider runs a runtime that serves file merged with what a kube provider with the section
 // k translates, as the user of the shipped ClusterRole, until the test ends. It returns once the
 // provider's first translation was applied.
-func runProvider(t *testing.T, file *config.Config, k config.Kubernetes) *runtime.Runtime {
+func runProvider(t *testing.T, file *config.Config, k config.Kubernetes, opts ...func(*kube.Provider)) *runtime.Runtime {
 	t.Helper()
 	rt := runtime.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var mu sync.Mutex
@@ -396,6 +396,9 @@ func runProvider(t *testing.T, file *config.Config, k config.Kubernetes) *runtim
 			defer mu.Unlock()
 			return rt.Apply(kube.Merge(file, r))
 		},
+	}
+	for _, o := range opts {
+		o(p)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan error, 1)

@@ -63,6 +63,9 @@ type Provider struct {
 	// one reload; default 150ms. A steady stream of changes still reloads at least every
 	// four Debounce intervals.
 	Debounce time.Duration
+	// DiscoveryInterval is how often the API server is asked whether the CRDs of route kinds
+	// missing at the start were installed since; default 30s.
+	DiscoveryInterval time.Duration
 
 	core    kubernetes.Interface
 	gw      gwclient.Interface
@@ -181,23 +184,16 @@ func (p *Provider) run(ctx context.Context, ready chan<- error) error {
 		return cache.NewGenericLister(inf.GetIndexer(), gvr(gr))
 	}
 	// Watch the route kinds that the cluster has: a watch of a resource without its CRD would
-	// never sync. A CRD installed later needs a restart.
-	served := map[string]bool{}
-	if rl, err := p.core.Discovery().ServerResourcesForGroupVersion(gwv1.GroupVersion.String()); err == nil {
-		for _, r := range rl.APIResources {
-			served[r.Name] = true
-		}
-	} else {
-		p.logger().Warn("kubernetes: listing the Gateway API resources", "err", err)
-	}
+	// never sync. A CRD installed later is found by discover and watched from then on.
+	served := p.servedRoutes()
 	var missing []string
-	for _, r := range []string{"grpcroutes", "tlsroutes", "tcproutes", "udproutes"} {
+	for _, r := range optionalRoutes {
 		if !served[r] {
 			missing = append(missing, r)
 		}
 	}
 	if len(missing) > 0 {
-		p.logger().Info("kubernetes: these Gateway API resources are not installed and not watched", "resources", missing)
+		p.logger().Info("kubernetes: these Gateway API resources are not installed and not watched yet", "resources", missing)
 	}
 	var starts []func()
 	for _, ns := range namespaces {
@@ -212,17 +208,10 @@ func (p *Provider) run(ctx context.Context, ready chan<- error) error {
 			secrets:   watch(cf.Core().V1().Secrets().Informer(), "secrets"),
 			ingresses: watch(cf.Networking().V1().Ingresses().Informer(), "ingresses"),
 		}
-		if served["grpcroutes"] {
-			l.grpcRoutes = watch(gf.Gateway().V1().GRPCRoutes().Informer(), "grpcroutes")
-		}
-		if served["tlsroutes"] {
-			l.tlsRoutes = watch(gf.Gateway().V1().TLSRoutes().Informer(), "tlsroutes")
-		}
-		if served["tcproutes"] {
-			l.tcpRoutes = watch(gf.Gateway().V1().TCPRoutes().Informer(), "tcproutes")
-		}
-		if served["udproutes"] {
-			l.udpRoutes = watch(gf.Gateway().V1().UDPRoutes().Informer(), "udproutes")
+		for _, r := range optionalRoutes {
+			if served[r] {
+				*l.route(r) = watch(routeInformer(gf, r), r)
+			}
 		}
 		p.listers = append(p.listers, l)
 		starts = append(starts, func() { cf.Start(ctx.Done()); gf.Start(ctx.Done()) })
@@ -256,11 +245,33 @@ func (p *Provider) run(ctx context.Context, ready chan<- error) error {
 	if ready != nil {
 		close(ready)
 	}
+	var found chan []string
+	if len(missing) > 0 {
+		found = make(chan []string)
+		go p.discover(ctx, missing, found)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
+		case kinds := <-found:
+			// Route kinds whose CRDs were installed meanwhile: watch them in every namespace.
+			var syncs []cache.InformerSynced
+			for i, ns := range namespaces {
+				gf := gwinformers.NewSharedInformerFactoryWithOptions(p.gw, 0, gwinformers.WithNamespace(ns))
+				for _, r := range kinds {
+					inf := routeInformer(gf, r)
+					inf.AddEventHandler(handler)
+					syncs = append(syncs, inf.HasSynced)
+					*p.listers[i].route(r) = cache.NewGenericLister(inf.GetIndexer(), gvr(r))
+				}
+				gf.Start(ctx.Done())
+			}
+			if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
+				return nil
+			}
+			p.logger().Info("kubernetes: Gateway API resources installed since the start are watched now", "resources", kinds)
 		}
 		// Wait until the events stop for one debounce interval, at most four.
 		deadline := time.Now().Add(4 * debounce)
@@ -279,6 +290,87 @@ func (p *Provider) run(ctx context.Context, ready chan<- error) error {
 }
 
 func gvr(resource string) schema.GroupResource { return schema.GroupResource{Resource: resource} }
+
+// optionalRoutes are the route kinds whose CRDs a cluster may lack (the standard channel of some
+// Gateway API releases has none of them but GRPCRoute).
+var optionalRoutes = []string{"grpcroutes", "tlsroutes", "tcproutes", "udproutes"}
+
+// routeInformer is the informer of one of optionalRoutes.
+func routeInformer(gf gwinformers.SharedInformerFactory, kind string) cache.SharedIndexInformer {
+	v1 := gf.Gateway().V1()
+	switch kind {
+	case "grpcroutes":
+		return v1.GRPCRoutes().Informer()
+	case "tlsroutes":
+		return v1.TLSRoutes().Informer()
+	case "tcproutes":
+		return v1.TCPRoutes().Informer()
+	}
+	return v1.UDPRoutes().Informer()
+}
+
+// route is the lister field of one of optionalRoutes.
+func (l *listers) route(kind string) *cache.GenericLister {
+	switch kind {
+	case "grpcroutes":
+		return &l.grpcRoutes
+	case "tlsroutes":
+		return &l.tlsRoutes
+	case "tcproutes":
+		return &l.tcpRoutes
+	}
+	return &l.udpRoutes
+}
+
+// servedRoutes lists the Gateway API resources the API server serves now.
+func (p *Provider) servedRoutes() map[string]bool {
+	served := map[string]bool{}
+	rl, err := p.core.Discovery().ServerResourcesForGroupVersion(gwv1.GroupVersion.String())
+	if err != nil {
+		p.logger().Warn("kubernetes: listing the Gateway API resources", "err", err)
+		return served
+	}
+	for _, r := range rl.APIResources {
+		served[r.Name] = true
+	}
+	return served
+}
+
+// discover looks for the missing route kinds every DiscoveryInterval and sends those that
+// appeared to found, until none is missing or ctx ends.
+func (p *Provider) discover(ctx context.Context, missing []string, found chan<- []string) {
+	every := p.DiscoveryInterval
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for len(missing) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		served := p.servedRoutes()
+		var now, still []string
+		for _, r := range missing {
+			if served[r] {
+				now = append(now, r)
+			} else {
+				still = append(still, r)
+			}
+		}
+		if len(now) == 0 {
+			continue
+		}
+		select {
+		case found <- now:
+			missing = still
+		case <-ctx.Done():
+			return
+		}
+	}
+}
 
 // list returns every object of one lister field over the watched namespaces.
 func list[T any](ls []listers, field func(listers) cache.GenericLister) []T {
