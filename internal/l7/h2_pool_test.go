@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -481,5 +482,92 @@ func TestH2FieldsToHTTP1(t *testing.T) {
 			t.Fatalf("user %s went to %s and %s", user, prev, got)
 		}
 		seen[user] = got
+	}
+}
+
+// TestH2RecycleUnderChurn: many streams at once on a few connections, to HTTP/1.1 servers, with
+// bodies, slow answers and clients that give up midway, while streams and forwards are reused:
+// every answer that arrives is its own request's, and nothing races (run with -race).
+func TestH2RecycleUnderChurn(t *testing.T) {
+	answer := func(c net.Conn, r *http.Request, body string, n int) bool {
+		if r.URL.Query().Get("slow") != "" {
+			time.Sleep(30 * time.Millisecond)
+		}
+		msg := r.URL.RequestURI() + "|" + r.Header.Get("X-Req") + "|" + body
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Echo: %s\r\n\r\n%s", len(msg), r.Header.Get("X-Req"), msg)
+		return true
+	}
+	f := startH2Front(t, config.Backend{}, startScriptedBackend(t, answer).addr, startScriptedBackend(t, answer).addr)
+	var wg sync.WaitGroup
+	var ok, canceled atomic.Int32
+	errs := make(chan error, 16)
+	for cn := range 4 {
+		c := h2cClient()
+		for w := range 25 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 12 {
+					id := fmt.Sprintf("c%d-w%d-%d", cn, w, i)
+					uri := "/r/" + id
+					var body io.Reader
+					method := "GET"
+					switch i % 4 {
+					case 1:
+						method, body = "POST", strings.NewReader("body-"+id)
+					case 2:
+						uri += "?slow=1"
+					}
+					ctx, cancel := context.WithCancel(context.Background())
+					if i%4 == 3 {
+						uri += "?slow=1"
+						time.AfterFunc(10*time.Millisecond, cancel) // gives up before the answer
+					}
+					req, _ := http.NewRequestWithContext(ctx, method, "http://"+f.addr+uri, body)
+					req.Header.Set("X-Req", id)
+					resp, err := c.Do(req)
+					if err != nil {
+						cancel()
+						if i%4 == 3 {
+							canceled.Add(1)
+							continue
+						}
+						select {
+						case errs <- fmt.Errorf("%s: %v", id, err):
+						default:
+						}
+						return
+					}
+					b, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					cancel()
+					if i%4 == 3 && err != nil {
+						canceled.Add(1)
+						continue
+					}
+					want := uri + "|" + id + "|"
+					if method == "POST" {
+						want += "body-" + id
+					}
+					if err != nil || string(b) != want || resp.Header.Get("X-Echo") != id {
+						select {
+						case errs <- fmt.Errorf("%s: %q (X-Echo %q) %v, want %q", id, b, resp.Header.Get("X-Echo"), err, want):
+						default:
+						}
+						return
+					}
+					ok.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d answers checked, %d requests given up midway", ok.Load(), canceled.Load())
+	if ok.Load() < 900 {
+		t.Errorf("only %d answers", ok.Load())
 	}
 }
