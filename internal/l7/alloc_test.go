@@ -158,10 +158,12 @@ func TestH2ProxyAllocations(t *testing.T) {
 	if _, err := c.Write(out); err != nil {
 		t.Fatal(err)
 	}
-	// GET http://x/: :method GET, :scheme http, :path / from the static table; :authority x
-	// added to the dynamic table by the first request (index 62) and referenced after.
-	first := []byte{0x82, 0x86, 0x84, 0x41, 0x01, 'x'}
-	later := []byte{0x82, 0x86, 0x84, 0xbe}
+	// GET http://x/: :method GET, :scheme http, :path / from the static table; :authority x and
+	// a browser's user-agent added to the dynamic table by the first request (indexes 63 and
+	// 62 then) and referenced after.
+	ua := "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
+	first := append([]byte{0x82, 0x86, 0x84, 0x41, 0x01, 'x', 0x7a, byte(len(ua))}, ua...)
+	later := []byte{0x82, 0x86, 0x84, 0xbf, 0xbe}
 	var (
 		hdr  [9]byte
 		win  [4]byte
@@ -218,5 +220,21 @@ func TestH2ProxyAllocations(t *testing.T) {
 	t.Logf("%.0f allocations per HTTP/2 request (whole process)", per)
 	if per > 0 {
 		t.Errorf("%.0f allocations per proxied HTTP/2 request; the hot path should allocate nothing", per)
+	}
+	// With an access log in either format, as production runs: the line is formatted from the
+	// stream's own strings.
+	for _, format := range []string{"combined", "json"} {
+		h := *f.s.Handler()
+		h.AccessLog = NewAccessLog(io.Discard, format)
+		f.s.SetHandler(&h)
+		for range 200 {
+			do()
+		}
+		per := testing.AllocsPerRun(2000, do)
+		h.AccessLog.Close()
+		t.Logf("%.0f allocations per HTTP/2 request with a %s access log", per, format)
+		if per > 0 {
+			t.Errorf("%.0f allocations per proxied HTTP/2 request with a %s access log", per, format)
+		}
 	}
 }

@@ -795,21 +795,22 @@ func (f *forward) record(status int, sent int64) {
 }
 
 // log writes the stream's access log entry; a function of its own, so that Done's frame, on the
-// stack of every stream, does not hold the entry.
+// stack of every stream, does not hold the entry. The entry's bytes are read-only views of the
+// request's strings (bytesOf): the line is formatted before write returns.
 func (hw *h2Writer) log(f *forward, status int, sent int64) {
 	h, r := f.h, f.r
 	e := &accessEntry{
 		start:     f.start,
-		client:    []byte(f.ip),
-		method:    []byte(r.Method),
-		target:    []byte(r.RequestURI),
-		host:      []byte(r.Host),
+		client:    bytesOf(f.ip),
+		method:    bytesOf(r.Method),
+		target:    bytesOf(r.RequestURI),
+		host:      bytesOf(r.Host),
 		minor:     r.ProtoMinor,
 		h2:        r.ProtoMajor == 2,
 		status:    status,
 		bytes:     sent,
-		referer:   []byte(f.field("referer")),
-		userAgent: []byte(f.field("user-agent")),
+		referer:   bytesOf(f.field("referer")),
+		userAgent: bytesOf(f.field("user-agent")),
 		frontend:  h.Name,
 		duration:  f.done.Sub(f.start), // record ran first
 	}
