@@ -851,36 +851,15 @@ func adminVRRPInNetns(t *testing.T) {
     garp_delay: 0s
 `)
 	api := startAdminAPI(t, rt, "t", nil)
-	type instance struct {
-		Name              string     `json:"name"`
-		Interface         string     `json:"interface"`
-		VirtualRouterID   int        `json:"virtual_router_id"`
-		State             string     `json:"state"`
-		Priority          int        `json:"priority"`
-		EffectivePriority int        `json:"effective_priority"`
-		MasterAddress     *string    `json:"master_address"`
-		VirtualIPs        []string   `json:"virtual_ips"`
-		Transitions       uint64     `json:"transitions"`
-		LastTransition    *time.Time `json:"last_transition"`
-		LastReason        string     `json:"last_reason"`
-		Trackers          []struct {
-			Kind    string `json:"kind"`
-			Name    string `json:"name"`
-			Failing bool   `json:"failing"`
-		} `json:"trackers"`
-		LastError string `json:"last_error"`
-	}
-	get := func() instance {
-		var out struct {
-			Instances []instance `json:"instances"`
-		}
+	get := func() adminapi.VRRPInstance {
+		var out adminapi.VRRP
 		api.json("GET", "/api/vrrp", "", "", 200, &out)
 		if len(out.Instances) != 1 {
 			t.Fatalf("GET /api/vrrp: %+v", out)
 		}
 		return out.Instances[0]
 	}
-	var in instance
+	var in adminapi.VRRPInstance
 	waitFor(t, 10*time.Second, "the instance to become master", func() bool {
 		in = get()
 		return in.State == "master"
