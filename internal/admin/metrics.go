@@ -83,13 +83,13 @@ var (
 	// Not "instance": Prometheus gives every scraped series an instance label of its own (the
 	// target), and would rename this one to exported_instance.
 	vrrpLabels       = []string{"vrrp_instance"}
-	descVRRPState    = desc("vrrp_state", "1 for the VRRP instance's current state, 0 for the others: initialize, backup, master.", "vrrp_instance", "state")
+	descVRRPState    = desc("vrrp_state", "1 for the VRRP instance's current state, 0 for the others: initialize, backup, master, fault.", "vrrp_instance", "state")
 	descVRRPPriority = desc("vrrp_priority", "The priority the VRRP instance advertises: the configured one less the weights of its failing trackers.", vrrpLabels...)
 	descVRRPTrans    = desc("vrrp_transitions_total", "State changes of the VRRP instance since it started.", vrrpLabels...)
 )
 
 // vrrpStates are the states waage_vrrp_state has a sample for.
-var vrrpStates = []string{vrrp.Initialize.String(), vrrp.Backup.String(), vrrp.Master.String()}
+var vrrpStates = []string{vrrp.Initialize.String(), vrrp.Backup.String(), vrrp.Master.String(), vrrp.Fault.String()}
 
 var statusClasses = [6]string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
 

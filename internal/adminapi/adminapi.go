@@ -256,7 +256,7 @@ type VRRPInstance struct {
 	Name            string `json:"name"`
 	Interface       string `json:"interface"`
 	VirtualRouterID int    `json:"virtual_router_id"`
-	// State is initialize, backup or master.
+	// State is initialize, backup, master or fault (its interface is down).
 	State string `json:"state"`
 	// Priority is the configured priority, EffectivePriority the advertised one (less the
 	// weights of failing trackers).

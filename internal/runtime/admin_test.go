@@ -871,7 +871,7 @@ func adminVRRPInNetns(t *testing.T) {
 		t.Errorf("master: %+v", in)
 	}
 	fams := scrape(t, api)
-	for state, want := range map[string]float64{"master": 1, "backup": 0, "initialize": 0} {
+	for state, want := range map[string]float64{"master": 1, "backup": 0, "initialize": 0, "fault": 0} {
 		if got := metricValue(fams, "waage_vrrp_state", "vrrp_instance", "lab-vip", "state", state); got != want {
 			t.Errorf(`waage_vrrp_state{state=%q} = %g, want %g`, state, got, want)
 		}

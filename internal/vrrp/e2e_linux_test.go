@@ -341,6 +341,15 @@ vrrp:
 	took = l.waitFor("lb1 takes the VIP back", 5*time.Second, func() bool { return l.holds("lb1", l.vip()) && !l.holds("lb2", l.vip()) })
 	t.Logf("unicast, tracked interface up: VIP on lb1 after %v", took.Round(time.Millisecond))
 
+	// The master's own interface goes down: it enters fault and removes the VIP from it (a link
+	// that is down keeps its addresses), and lb2 takes over; back up, lb1 preempts again.
+	l.ip("-n", l.ns("lb1"), "link", "set", "eth0", "down")
+	took = l.waitFor("lb1 in fault, lb2 master", 5*time.Second, func() bool { return l.holds("lb2", l.vip()) && !l.holds("lb1", l.vip()) })
+	t.Logf("unicast, the master's interface down: VIP off lb1 and on lb2 after %v", took.Round(time.Millisecond))
+	l.ip("-n", l.ns("lb1"), "link", "set", "eth0", "up")
+	took = l.waitFor("lb1 master again", 5*time.Second, func() bool { return l.holds("lb1", l.vip()) && !l.holds("lb2", l.vip()) })
+	t.Logf("unicast, the master's interface up: VIP on lb1 after %v", took.Round(time.Millisecond))
+
 	lb1.kill()
 	took = l.waitVIP("lb2", 3*time.Second)
 	t.Logf("unicast, SIGKILL of the master: VIP on lb2 after %v", took.Round(time.Millisecond))

@@ -382,6 +382,7 @@ func (in *Instance) run(cfg Config) {
 		case <-timer.C:
 			r.apply(r.m.Timer(time.Now()))
 		case <-track.C:
+			r.checkLink()
 			if eff := r.effective(); eff != r.m.Priority() {
 				r.apply(r.m.SetPriority(time.Now(), eff))
 			}
@@ -540,6 +541,18 @@ func (r *runner) effective() uint8 {
 	r.in.status.Trackers = ts
 	r.in.mu.Unlock()
 	return uint8(min(max(prio, 1), 254))
+}
+
+// checkLink moves the instance to Fault while its own interface is down (administratively, or
+// without a carrier) and back to Backup once it is up.
+func (r *runner) checkLink() {
+	up := r.in.opts.LinkUp(r.cfg.Interface)
+	switch st := r.m.State(); {
+	case !up && st != Fault && st != Initialize:
+		r.apply(r.m.Fault(time.Now(), "interface "+r.cfg.Interface+" is down"))
+	case up && st == Fault:
+		r.apply(r.m.Recover(time.Now(), "interface "+r.cfg.Interface+" is up again"))
+	}
 }
 
 // apply carries out a Machine's output: the advert, then the addresses of a transition.

@@ -158,10 +158,11 @@ var testVIP = netip.MustParsePrefix("10.0.0.100/24")
 
 // router is one instance on a bus with its fake interface.
 type router struct {
-	inst    *Instance
-	port    *fakePort
-	addrs   *fakeAddrs
-	healthy atomic.Bool
+	inst     *Instance
+	port     *fakePort
+	addrs    *fakeAddrs
+	healthy  atomic.Bool
+	linkDown atomic.Bool // the instance's own interface
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -183,7 +184,7 @@ func startRouter(t *testing.T, b *bus, name string, addr netip.Addr, prio uint8,
 	inst, err := Start(cfg, Options{
 		Logger:         testLogger(t).With("router", name),
 		BackendHealthy: func(string) bool { return r.healthy.Load() },
-		LinkUp:         func(string) bool { return true },
+		LinkUp:         func(string) bool { return !r.linkDown.Load() },
 		OpenTransport: func(Config) (Transport, error) {
 			r.port = b.open(addr)
 			return r.port, nil
@@ -320,6 +321,42 @@ func TestInstanceTracking(t *testing.T) {
 		waitState(t, lb2, Backup, time.Second)
 		if s := lb1.inst.Status(); s.EffectivePriority != 150 || s.Trackers[0].Failing {
 			t.Errorf("lb1 status after recovery: %+v", s)
+		}
+	})
+}
+
+// TestInstanceFault: the master's interface goes down: it enters fault and gives up the VIP,
+// the backup takes over after its master down interval; when the interface is up again the
+// first router comes back as a backup and preempts.
+func TestInstanceFault(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &bus{}
+		lb1 := startRouter(t, b, "lb1", lb1Addr, 150, nil)
+		lb2 := startRouter(t, b, "lb2", lb2Addr, 100, nil)
+		defer lb1.stop()
+		defer lb2.stop()
+		waitState(t, lb1, Master, time.Second)
+
+		lb1.linkDown.Store(true)
+		lb1.port.cut.Store(true) // nothing goes out or comes in on a link that is down
+		waitState(t, lb1, Fault, time.Second)
+		if lb1.addrs.holds(testVIP.Addr()) {
+			t.Error("lb1 kept the VIP in fault")
+		}
+		took := waitState(t, lb2, Master, 2*time.Second)
+		t.Logf("lb1's interface down: lb2 master after %v", took)
+		if s := lb1.inst.Status(); s.LastReason != "interface eth0 is down" {
+			t.Errorf("lb1 status in fault: %+v", s)
+		}
+
+		lb1.linkDown.Store(false)
+		lb1.port.cut.Store(false)
+		waitState(t, lb1, Backup, time.Second)
+		took = waitState(t, lb1, Master, 2*time.Second)
+		t.Logf("lb1's interface up: lb1 master again after %v", took)
+		waitState(t, lb2, Backup, time.Second)
+		if !lb1.addrs.holds(testVIP.Addr()) || lb2.addrs.holds(testVIP.Addr()) {
+			t.Error("the VIP did not come back to lb1")
 		}
 	})
 }

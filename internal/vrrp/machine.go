@@ -17,6 +17,9 @@ const (
 	Backup
 	// Master: holding the virtual IPs and advertising.
 	Master
+	// Fault: the router's interface is down; it neither advertises nor watches for adverts
+	// until the interface is up again (keepalived's FAULT state; not one of RFC 5798's).
+	Fault
 )
 
 // String returns the state's name as logs, the admin API and notify programs show it.
@@ -28,6 +31,8 @@ func (s State) String() string {
 		return "backup"
 	case Master:
 		return "master"
+	case Fault:
+		return "fault"
 	}
 	return fmt.Sprintf("state(%d)", int32(s))
 }
@@ -202,6 +207,31 @@ func (m *Machine) Stop(now time.Time) Output {
 	m.master, m.masterPrio = netip.Addr{}, 0
 	out.Transition = m.transition(Initialize, "shutdown")
 	return out
+}
+
+// Fault is the interface-down event: the router stops advertising and watching, and a master
+// gives up the virtual IPs (its driver removes them on the transition). It cannot send a last
+// advert with priority 0 on a link that is down; the backups take over after their
+// Master_Down_Interval.
+func (m *Machine) Fault(now time.Time, reason string) Output {
+	if m.state == Initialize || m.state == Fault {
+		return Output{}
+	}
+	m.adverAt, m.downAt = time.Time{}, time.Time{}
+	m.master, m.masterPrio = netip.Addr{}, 0
+	return Output{Transition: m.transition(Fault, reason)}
+}
+
+// Recover ends Fault when the interface is up again: the router starts over as at Startup, a
+// backup (or master at once as the owner of the addresses) that preempts as configured.
+func (m *Machine) Recover(now time.Time, reason string) Output {
+	if m.state != Fault {
+		return Output{}
+	}
+	if m.p.Priority == 255 {
+		return m.becomeMaster(now, reason)
+	}
+	return m.becomeBackup(now, m.p.AdvertInterval, reason)
 }
 
 // Timer handles the timers due at now: the master's Adver_Timer (advertise) and the backup's

@@ -362,3 +362,49 @@ func TestStateString(t *testing.T) {
 		}
 	}
 }
+
+// TestFault: a backup or a master whose interface goes down enters Fault (a master gives up
+// its role, without an advert), ignores adverts and timers there, and starts over as a backup
+// (an owner as master) when the interface is up again.
+func TestFault(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m := NewMachine(Params{VRID: 1, Priority: 200, AdvertInterval: time.Second, Preempt: true, Addr: netip.MustParseAddr("10.0.0.1")})
+	if out := m.Fault(now, "down"); out.Transition != nil {
+		t.Fatalf("Fault in Initialize: %+v", out)
+	}
+	m.Start(now)
+	out := m.Timer(now.Add(MasterDownInterval(200, time.Second)))
+	if m.State() != Master || out.Transition == nil {
+		t.Fatalf("not master: %v", m.State())
+	}
+	now = now.Add(5 * time.Second)
+	out = m.Fault(now, "interface eth0 is down")
+	if m.State() != Fault || out.Send || out.Transition == nil || out.Transition.From != Master || out.Transition.To != Fault {
+		t.Fatalf("master to fault: %+v, state %v", out, m.State())
+	}
+	if !m.Deadline().IsZero() {
+		t.Fatalf("a timer runs in Fault: %v", m.Deadline())
+	}
+	if out := m.Receive(now, &Advert{VRID: 1, Priority: 100, MaxAdvertInterval: 100}, netip.MustParseAddr("10.0.0.2")); out.Transition != nil || out.Send {
+		t.Fatalf("an advert in Fault: %+v", out)
+	}
+	if out := m.Timer(now.Add(time.Hour)); out.Transition != nil || out.Send {
+		t.Fatalf("a timer in Fault: %+v", out)
+	}
+	if out := m.Fault(now, "again"); out.Transition != nil {
+		t.Fatalf("Fault twice: %+v", out)
+	}
+	out = m.Recover(now, "interface eth0 is up again")
+	if m.State() != Backup || out.Transition == nil || out.Transition.From != Fault || m.Deadline().IsZero() {
+		t.Fatalf("fault to backup: %+v, state %v", out, m.State())
+	}
+	owner := NewMachine(Params{VRID: 1, Priority: 255, AdvertInterval: time.Second, Addr: netip.MustParseAddr("10.0.0.3")})
+	owner.Start(now)
+	owner.Fault(now, "down")
+	if out := owner.Recover(now, "up"); owner.State() != Master || !out.Send {
+		t.Fatalf("owner after fault: %v %+v", owner.State(), out)
+	}
+	if Fault.String() != "fault" {
+		t.Errorf("Fault.String() = %q", Fault.String())
+	}
+}
