@@ -66,6 +66,13 @@ func rawBackendFunc(t testing.TB, answer func(head []byte) []byte) string {
 // startProxy serves a one-backend frontend on a loopback listener and returns its address.
 func startProxy(t testing.TB, servers ...string) string {
 	t.Helper()
+	addr, _ := startProxyServer(t, servers...)
+	return addr
+}
+
+// startProxyServer is startProxy, with the server.
+func startProxyServer(t testing.TB, servers ...string) (string, *Server) {
+	t.Helper()
 	tr := NewTransport()
 	t.Cleanup(tr.Close)
 	var ss []*backend.Server
@@ -88,7 +95,7 @@ func startProxy(t testing.TB, servers ...string) string {
 	s := NewServer(&Handler{Name: "f", Router: rt, Scheme: "http"})
 	go s.Serve(ln)
 	t.Cleanup(func() { ln.Close() })
-	return ln.Addr().String()
+	return ln.Addr().String(), s
 }
 
 // TestProxyAllocations guards the hot path: a keep-alive GET through the proxy allocates nothing
@@ -98,13 +105,13 @@ func TestProxyAllocations(t *testing.T) {
 		t.Skip("allocation counts are meaningless under the race detector (sync.Pool drops items)")
 	}
 	resp := "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
-	addr := startProxy(t, rawBackend(t, resp), rawBackend(t, resp))
+	addr, srv := startProxyServer(t, rawBackend(t, resp), rawBackend(t, resp))
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	req := []byte("GET /index.html?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n")
+	req := []byte("GET /index.html?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0\r\nReferer: http://example.com/start/page.html\r\nAccept: */*\r\n\r\n")
 	buf := make([]byte, 4096)
 	do := func() {
 		if _, err := c.Write(req); err != nil {
@@ -129,6 +136,20 @@ func TestProxyAllocations(t *testing.T) {
 	t.Logf("%.0f allocations per request (whole process)", per)
 	if per > 0 {
 		t.Errorf("%.0f allocations per proxied request; the hot path should allocate nothing", per)
+	}
+	for _, format := range []string{"combined", "json"} {
+		h := *srv.Handler()
+		h.AccessLog = NewAccessLog(io.Discard, format)
+		srv.SetHandler(&h)
+		for range 200 {
+			do()
+		}
+		per := testing.AllocsPerRun(2000, do)
+		h.AccessLog.Close()
+		t.Logf("%.0f allocations per request with a %s access log", per, format)
+		if per > 0 {
+			t.Errorf("%.0f allocations per proxied request with a %s access log", per, format)
+		}
 	}
 }
 
