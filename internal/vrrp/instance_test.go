@@ -198,6 +198,19 @@ func startRouter(t *testing.T, b *bus, name string, addr netip.Addr, prio uint8,
 	return r
 }
 
+// startPair starts lb1 (priority 150) and lb2 (100) on one bus, waits for lb1 to be master,
+// and stops both when the test ends.
+func startPair(t *testing.T) (lb1, lb2 *router) {
+	t.Helper()
+	b := &bus{}
+	lb1 = startRouter(t, b, "lb1", lb1Addr, 150, nil)
+	lb2 = startRouter(t, b, "lb2", lb2Addr, 100, nil)
+	t.Cleanup(lb1.stop)
+	t.Cleanup(lb2.stop)
+	waitState(t, lb1, Master, time.Second)
+	return lb1, lb2
+}
+
 func (r *router) stop() {
 	r.inst.Stop(context.Background())
 }
@@ -296,12 +309,7 @@ func TestInstancePairFailover(t *testing.T) {
 
 func TestInstanceTracking(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := &bus{}
-		lb1 := startRouter(t, b, "lb1", lb1Addr, 150, nil)
-		lb2 := startRouter(t, b, "lb2", lb2Addr, 100, nil)
-		defer lb1.stop()
-		defer lb2.stop()
-		waitState(t, lb1, Master, time.Second)
+		lb1, lb2 := startPair(t)
 
 		lb1.healthy.Store(false)
 		took := waitState(t, lb2, Master, 2*time.Second)
@@ -330,12 +338,7 @@ func TestInstanceTracking(t *testing.T) {
 // first router comes back as a backup and preempts.
 func TestInstanceFault(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := &bus{}
-		lb1 := startRouter(t, b, "lb1", lb1Addr, 150, nil)
-		lb2 := startRouter(t, b, "lb2", lb2Addr, 100, nil)
-		defer lb1.stop()
-		defer lb2.stop()
-		waitState(t, lb1, Master, time.Second)
+		lb1, lb2 := startPair(t)
 
 		lb1.linkDown.Store(true)
 		lb1.port.cut.Store(true) // nothing goes out or comes in on a link that is down
@@ -403,12 +406,7 @@ func TestInstanceStaleVIPRemovedAtStart(t *testing.T) {
 
 func TestInstanceUpdate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b := &bus{}
-		lb1 := startRouter(t, b, "lb1", lb1Addr, 150, nil)
-		lb2 := startRouter(t, b, "lb2", lb2Addr, 100, nil)
-		defer lb1.stop()
-		defer lb2.stop()
-		waitState(t, lb1, Master, time.Second)
+		lb1, lb2 := startPair(t)
 
 		// New VIP list on the master: the difference is added and removed.
 		extra := netip.MustParsePrefix("10.0.0.101/24")
