@@ -129,27 +129,32 @@ func TestProxyAllocations(t *testing.T) {
 			}
 		}
 	}
-	for i := 0; i < 200; i++ {
-		do()
-	}
-	per := testing.AllocsPerRun(2000, do) // the whole process's
-	t.Logf("%.0f allocations per request (whole process)", per)
-	if per > 0 {
-		t.Errorf("%.0f allocations per proxied request; the hot path should allocate nothing", per)
-	}
-	for _, format := range []string{"combined", "json"} {
-		h := *srv.Handler()
-		h.AccessLog = NewAccessLog(io.Discard, format)
-		srv.SetHandler(&h)
+	expectNoAllocs(t, srv, "request", do)
+}
+
+// expectNoAllocs fails the test when a proxied request (do) allocates, counted over the whole
+// process once the pools are warm: without an access log, then with one in either format, as
+// production runs.
+func expectNoAllocs(t *testing.T, s *Server, what string, do func()) {
+	t.Helper()
+	check := func(with string) {
+		t.Helper()
 		for range 200 {
 			do()
 		}
 		per := testing.AllocsPerRun(2000, do)
-		h.AccessLog.Close()
-		t.Logf("%.0f allocations per request with a %s access log", per, format)
+		t.Logf("%.0f allocations per %s%s", per, what, with)
 		if per > 0 {
-			t.Errorf("%.0f allocations per proxied request with a %s access log", per, format)
+			t.Errorf("%.0f allocations per proxied %s%s; the hot path should allocate nothing", per, what, with)
 		}
+	}
+	check("")
+	for _, format := range []string{"combined", "json"} {
+		h := *s.Handler()
+		h.AccessLog = NewAccessLog(io.Discard, format)
+		s.SetHandler(&h)
+		check(" with a " + format + " access log")
+		h.AccessLog.Close()
 	}
 }
 
@@ -234,28 +239,5 @@ func TestH2ProxyAllocations(t *testing.T) {
 		}
 	}
 	id = ^uint32(0) // the first do makes it 1
-	for range 200 {
-		do()
-	}
-	per := testing.AllocsPerRun(2000, do) // the whole process's
-	t.Logf("%.0f allocations per HTTP/2 request (whole process)", per)
-	if per > 0 {
-		t.Errorf("%.0f allocations per proxied HTTP/2 request; the hot path should allocate nothing", per)
-	}
-	// With an access log in either format, as production runs: the line is formatted from the
-	// stream's own strings.
-	for _, format := range []string{"combined", "json"} {
-		h := *f.s.Handler()
-		h.AccessLog = NewAccessLog(io.Discard, format)
-		f.s.SetHandler(&h)
-		for range 200 {
-			do()
-		}
-		per := testing.AllocsPerRun(2000, do)
-		h.AccessLog.Close()
-		t.Logf("%.0f allocations per HTTP/2 request with a %s access log", per, format)
-		if per > 0 {
-			t.Errorf("%.0f allocations per proxied HTTP/2 request with a %s access log", per, format)
-		}
-	}
+	expectNoAllocs(t, f.s, "HTTP/2 request", do)
 }
