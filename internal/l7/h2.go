@@ -229,7 +229,6 @@ func (hh *h2Handler) ServeH2(st *h2srv.Stream) {
 	f.ip, f.certSubject = hh.ip, hh.cert
 	f.outbox = &hh.outbox
 	f.r, f.ctx, f.st, f.start = st.BareRequest(), st.Context(), st, time.Now()
-	f.fields = st.Fields()
 	call.w.w, call.w.s = h2Response{st}, st
 	f.serve(&call.w)
 	if call.w.status != 0 {

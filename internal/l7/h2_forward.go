@@ -55,9 +55,7 @@ type forward struct {
 	done time.Time
 	// req is the request as the router matches it (requestFor).
 	req request
-	// fields are the HTTP/2 stream's fields as they arrived (h2srv.Stream.Fields), for
-	// requestFor; hdrArr is room for the router's view of most of them.
-	fields []hpack.HeaderField
+	// hdrArr is room for the router's view of most of an HTTP/2 stream's fields (requestFor).
 	hdrArr [10]hdr
 	// Room for the path and the host name of most requests, allocated with the forward.
 	pathBuf [96]byte
@@ -121,7 +119,7 @@ func (f *forward) route(sk sink) bool {
 		return false
 	}
 	req := &f.req
-	requestFor(req, r, f.fields, f.hdrArr[:])
+	requestFor(req, r, f.fields(), f.hdrArr[:])
 	host := hostname(f.hostBuf[:0], req.host)
 	if f.h.RedirectHTTPS && !hasPathPrefix(f.path, acmeChallengePrefix) {
 		f.redirectHTTPS(sk, host)
@@ -223,10 +221,19 @@ func (f *forward) cookie(name string) (*http.Cookie, error) {
 	return f.r.Cookie(name)
 }
 
+// fields are the HTTP/2 stream's fields as they arrived (h2srv.Stream.Fields); nil for
+// HTTP/1.1 clients.
+func (f *forward) fields() []hpack.HeaderField {
+	if f.st == nil {
+		return nil
+	}
+	return f.st.Fields()
+}
+
 // field is the first value of a field, by its lower-case name, without making the header map.
 func (f *forward) field(lower string) string {
 	if f.r.Header == nil && f.st != nil {
-		for _, hf := range f.fields {
+		for _, hf := range f.st.Fields() {
 			if hf.Name == lower {
 				return hf.Value
 			}
@@ -359,10 +366,8 @@ func (f *forward) outHeader() (http.Header, string) {
 	}
 	// TE: trailers is the one TE value that passes: gRPC servers insist on it.
 	for _, v := range r.Header.Values("Te") {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(textproto.TrimString(t), "trailers") {
-				out.Set("Te", "trailers")
-			}
+		if hasTrailersToken(v) {
+			out.Set("Te", "trailers")
 		}
 	}
 	ops := &rt.reqOps

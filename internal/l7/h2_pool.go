@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -897,7 +898,8 @@ next:
 // 100-continue left out (the HTTP/2 server answers it).
 func (f *forward) writeFields(w *writer, ops *headerOps, hasOps bool) (teTrailers bool) {
 	cookies := false
-	for i, hf := range f.fields {
+	fields := f.fields()
+	for i, hf := range fields {
 		switch hf.Name {
 		case "host", "content-length", clientCertLower, "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded":
 			continue
@@ -918,7 +920,7 @@ func (f *forward) writeFields(w *writer, ops *headerOps, hasOps bool) (teTrailer
 			}
 			cookies = true
 			w.WriteString("cookie: ")
-			for j, c := range f.fields[i:] {
+			for j, c := range fields[i:] {
 				if c.Name == "cookie" {
 					if j > 0 {
 						w.WriteString("; ")
@@ -941,7 +943,7 @@ func (f *forward) writeFields(w *writer, ops *headerOps, hasOps bool) (teTrailer
 // with, each followed by ", ", before writeHead appends waage's own element.
 func (f *forward) writePrior(w *writer, lower, canonical string) {
 	if f.r.Header == nil {
-		for _, hf := range f.fields {
+		for _, hf := range f.fields() {
 			if hf.Name == lower && hf.Value != "" {
 				w.WriteString(hf.Value)
 				w.WriteString(", ")
@@ -960,7 +962,7 @@ func (f *forward) writePrior(w *writer, lower, canonical string) {
 // hasTrailersToken reports whether a TE value lists "trailers".
 func hasTrailersToken(v string) bool {
 	for t := range strings.SplitSeq(v, ",") {
-		if strings.EqualFold(strings.TrimSpace(t), "trailers") {
+		if strings.EqualFold(textproto.TrimString(t), "trailers") {
 			return true
 		}
 	}
